@@ -1,0 +1,3 @@
+from otactl.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""The command line: parses options and calls the core. No logic of its own."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from otactl import __version__
+from otactl.cli._common import State
+from otactl.errors import OtactlError
+
+app = typer.Typer(
+    name="otactl",
+    help="Deploy and provision an OTA Community Edition server on Kubernetes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"otactl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one value: a.b=value (repeatable)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Values profile: local or gke.")
+    ] = None,
+    generated: Annotated[
+        Path,
+        typer.Option("--generated", envvar="OTACTL_GENERATED", help="Output folder."),
+    ] = Path("generated"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    ctx.obj = State(config=config, sets=set_ or [], profile=profile, generated=generated, debug=debug)
+
+
+def _register() -> None:
+    """Each area of commands lives in its own module (importing them is cheap)."""
+    import importlib
+
+    for module in ("config_cmd", "render_cmd", "pki_cmd", "deploy_cmd"):
+        try:
+            importlib.import_module(f"otactl.cli.{module}").register(app)
+        except ModuleNotFoundError as e:  # an area not written yet
+            if e.name != f"otactl.cli.{module}":
+                raise
+    for name, module in (("local-cluster", "local_cluster"), ("gke", "gke")):
+        try:
+            app.add_typer(importlib.import_module(f"otactl.cli.{module}").app, name=name)
+        except ModuleNotFoundError as e:
+            if e.name != f"otactl.cli.{module}":
+                raise
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: expected failures become one line on stderr and an exit code."""
+    debug = "--debug" in sys.argv
+    try:
+        rc = app(standalone_mode=False)
+    except OtactlError as e:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,36 @@
+"""`otactl config show`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from otactl.cli._common import ConfigOpt, Output, ProfileOpt, SetOpt, echo, emit_json, state
+
+
+def register(app: typer.Typer) -> None:
+    config_app = typer.Typer(help="Inspect the merged values.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("show")
+    def show(
+        ctx: typer.Context,
+        output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Print the merged values (defaults, profile, user file, --set); secrets masked."""
+        import yaml
+
+        from otactl.secretstore import masked_secrets
+
+        st = state(ctx, config, set_, profile)
+        values = st.values()
+        data = values.model_dump(mode="json")
+        data["secrets"] = masked_secrets(st.server_dir())
+        if output is Output.json:
+            emit_json(data)
+        else:
+            echo(yaml.safe_dump(data, sort_keys=False).rstrip())

@@ -1,0 +1,327 @@
+"""Values: shipped defaults, an optional profile, the user's file and `--set`, merged and
+validated once into one typed `Values` object."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from otactl.errors import ConfigError
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+HOSTNAME = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(Strict):
+    cpu: str = Field(pattern=QUANTITY, description="CPU request")
+    memory: str = Field(pattern=QUANTITY, description="memory request, also the limit")
+    cpu_limit: str | None = Field(default=None, pattern=QUANTITY)
+
+
+class Component(Strict):
+    image: str = Field(min_length=1)
+    replicas: int = Field(default=1, ge=0, le=20)
+    resources: Resources
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        name = v.rsplit("/", 1)[-1]
+        if "@sha256:" not in v and (":" not in name or name.endswith(":latest")):
+            raise ValueError("image must be pinned to a tag or digest (not latest)")
+        return v
+
+
+class StatefulComponent(Component):
+    storage: str = Field(pattern=QUANTITY)
+
+
+class Infra(Strict):
+    zookeeper: StatefulComponent
+    kafka: StatefulComponent
+    mysql: StatefulComponent
+
+
+class ScalaService(Component):
+    java_heap: str = Field(pattern=r"^[0-9]+[mg]$", description="JVM -Xmx")
+
+
+class Treehub(ScalaService):
+    storage: str = Field(pattern=QUANTITY)
+
+
+class Services(Strict):
+    app: ScalaService
+    campaigner: ScalaService
+    campaigner_daemon: ScalaService
+    device_registry: ScalaService
+    director: ScalaService
+    director_daemon: ScalaService
+    tuf_keyserver: ScalaService
+    tuf_keyserver_daemon: ScalaService
+    tuf_reposerver: ScalaService
+    web_events: ScalaService
+    treehub: Treehub
+
+
+class Gateway(Component):
+    service_type: ServiceType
+    node_port: int | None = Field(default=None, ge=30000, le=32767)
+    extra_dns_names: list[str] = []
+    extra_ips: list[str] = []
+    load_balancer_ip: str | None = None
+
+    @field_validator("extra_dns_names")
+    @classmethod
+    def _hostnames(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.match(HOSTNAME, name.removeprefix("*.")):
+                raise ValueError(f"{name!r} is not a DNS name")
+        return v
+
+    @field_validator("extra_ips", "load_balancer_ip")
+    @classmethod
+    def _ips(cls, v: Any) -> Any:
+        for ip in [v] if isinstance(v, str) else v or []:
+            ipaddress.ip_address(ip)
+        return v
+
+
+class ReverseProxy(Component):
+    service_type: ServiceType
+    node_port: int | None = Field(default=None, ge=30000, le=32767)
+    user: str = Field(default="ota", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+
+
+class Ingress(Strict):
+    enabled: bool = False
+    class_name: str = "nginx"
+    tls_secret: str | None = None
+
+
+class Pki(Strict):
+    key_type: Literal["ec", "rsa"] = "ec"
+    ca_days: int = Field(default=3650, ge=1, le=36500)
+    server_days: int = Field(default=825, ge=1, le=36500)
+    device_days: int = Field(default=365, ge=1, le=36500)
+
+
+class Device(Strict):
+    format: Literal["implicit", "device-cred"] = "implicit"
+    hardware_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    polling_sec: int = Field(default=10, ge=1)
+    package_manager: Literal["ostree", "none"] = "ostree"
+    ostree_server: str | None = None
+    storage_path: str = "/var/sota/"
+
+
+class Timeouts(Strict):
+    infra: float = Field(gt=0)
+    bootstrap: float = Field(gt=0)
+    services: float = Field(gt=0)
+    health: float = Field(gt=0)
+    credentials: float = Field(gt=0)
+
+
+class Values(Strict):
+    namespace: str = Field(pattern=DNS_LABEL)
+    server_name: str = Field(
+        pattern=HOSTNAME, max_length=253, description="gateway host name devices use"
+    )
+    domain: str = Field(pattern=HOSTNAME, description="public names: app.<domain>, ...")
+    tenant: str = Field(default="default", min_length=1, description="x-ats-namespace")
+    storage_class: str = Field(pattern=DNS_LABEL)
+    node_pool: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    gateway: Gateway
+    reverse_proxy: ReverseProxy
+    ingress: Ingress = Ingress()
+    infra: Infra
+    services: Services
+    bootstrap_image: str
+    pki: Pki = Pki()
+    device: Device
+    timeouts: Timeouts
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def project_root() -> Path:
+    """Where `templates/` and `contrib/` live: the package (wheel) or the source checkout."""
+    here = Path(__file__).resolve().parent
+    return here if (here / "templates").is_dir() else here.parent
+
+
+def templates_dir() -> Path:
+    return project_root() / "templates"
+
+
+def profiles() -> list[str]:
+    """Profiles are values files shipped in `templates/profiles/`."""
+    return sorted(p.stem for p in (templates_dir() / "profiles").glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of values, kept so an error can say where a bad key came from."""
+
+    source: str
+    data: dict[str, Any]
+    text: str | None = None
+
+
+def _load_yaml(path: Path) -> Layer:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read values file: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: values must be a mapping at the top level")
+    return Layer(str(path), data, text)
+
+
+def parse_set(expr: str) -> Layer:
+    """`a.b=value` (value read as a YAML scalar, list or mapping) into a layer."""
+    key, sep, raw = expr.partition("=")
+    if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", key):
+        raise ConfigError(f"--set {expr}: expected KEY.PATH=VALUE")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {expr}: value is not valid YAML") from e
+    data: dict[str, Any] = {}
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return Layer(f"--set {expr}", data)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _has_path(data: Any, path: tuple[Any, ...]) -> bool:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
+
+
+def _line_of(text: str, path: tuple[Any, ...]) -> int | None:
+    """Line of `path` in a YAML document, from its node tree (marks survive there)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == part:
+                    line, node = k.start_mark.line + 1, v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _explain(e: ValidationError, layers: list[Layer]) -> ConfigError:
+    err = e.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required value missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], dict | list):
+            msg += f" (got {err['input']!r})"
+    # The last layer that mentions the key (or its nearest parent) is where it came from.
+    where = "values"
+    for depth in range(len(loc), 0, -1):
+        hits = [layer for layer in layers if _has_path(layer.data, loc[:depth])]
+        if hits:
+            layer = hits[-1]
+            line = _line_of(layer.text, loc[:depth]) if layer.text else None
+            where = f"{layer.source}:{line}" if line else layer.source
+            break
+    more = len(e.errors()) - 1
+    tail = f" (and {more} more)" if more else ""
+    return ConfigError(f"{where}: {key}: {msg}{tail}")
+
+
+def user_config_path(explicit: Path | None) -> Path | None:
+    """`--config`, else `$OTACTL_CONFIG`, else `./otactl.yaml` when present."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("OTACTL_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("otactl.yaml")
+    return local if local.is_file() else None
+
+
+def load_values(
+    config: Path | None = None, sets: list[str] | None = None, profile: str | None = None
+) -> Values:
+    """Merge defaults → profile → user file → `--set` and validate once."""
+    layers = [_load_yaml(templates_dir() / "values.yaml")]
+    if profile is not None:
+        if profile not in profiles():
+            known = ", ".join(profiles())
+            raise ConfigError(f"--profile {profile}: unknown profile (known: {known})")
+        layers.append(_load_yaml(templates_dir() / "profiles" / f"{profile}.yaml"))
+    user = user_config_path(config)
+    if user is not None:
+        layers.append(_load_yaml(user))
+    layers += [parse_set(s) for s in sets or []]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer.data)
+    try:
+        return Values.model_validate(merged)
+    except ValidationError as e:
+        raise _explain(e, layers) from None

@@ -1,0 +1,65 @@
+"""The errors otactl expects. The CLI prints them as one line and exits with `exit_code`.
+
+Exit codes (documented in the README):
+  1  generic failure            2  bad input (values, arguments, files)
+  3  PKI refused (would overwrite, missing CA, bad key)
+  4  cluster unreachable        5  cluster credentials rejected (401)
+  6  RBAC refusal (403)         7  a wait ran out of time
+  8  a service answered with an error it should not
+"""
+
+from __future__ import annotations
+
+
+class OtactlError(Exception):
+    """Base of every expected failure."""
+
+    exit_code = 1
+
+
+class ConfigError(OtactlError):
+    """Values, arguments or input files are wrong."""
+
+    exit_code = 2
+
+
+class RenderError(OtactlError):
+    """A template could not be rendered."""
+
+    exit_code = 2
+
+
+class PkiError(OtactlError):
+    """Keys or certificates cannot be created, loaded or kept."""
+
+    exit_code = 3
+
+
+class ClusterError(OtactlError):
+    """The Kubernetes API refused or failed a request."""
+
+    exit_code = 1
+
+
+class ClusterUnreachable(ClusterError):
+    exit_code = 4
+
+
+class ClusterUnauthorized(ClusterError):
+    exit_code = 5
+
+
+class ClusterForbidden(ClusterError):
+    exit_code = 6
+
+
+class WaitTimeout(OtactlError):
+    """Something did not become ready before its deadline."""
+
+    exit_code = 7
+
+
+class ServiceError(OtactlError):
+    """An OTA service answered with an error that is not part of the plan."""
+
+    exit_code = 8
