@@ -1,11 +1,17 @@
 """The errors otactl expects. The CLI prints them as one line and exits with `exit_code`.
 
 Exit codes (documented in the README):
-  1  generic failure            2  bad input (values, arguments, files)
+  1  generic failure            2  bad input (values, arguments, files; GKE 400)
   3  PKI refused (would overwrite, missing CA, bad key)
-  4  cluster unreachable        5  cluster credentials rejected (401)
-  6  RBAC refusal (403)         7  a wait ran out of time
+  4  cluster or Google API unreachable
+  5  credentials missing or rejected (Kubernetes or Google 401, no ADC)
+  6  permission refused (Kubernetes RBAC or Google IAM 403)
+  7  a wait ran out of time
   8  a service answered with an error it should not
+  9  the GKE API failed a request or an operation (other reasons)
+ 10  GKE conflict: the cluster exists with other settings, or is busy (409)
+ 11  GKE quota exhausted (429 / RESOURCE_EXHAUSTED)
+ 12  GKE cluster not found (404)
 """
 
 from __future__ import annotations
@@ -63,3 +69,39 @@ class ServiceError(OtactlError):
     """An OTA service answered with an error that is not part of the plan."""
 
     exit_code = 8
+
+
+class GkeError(OtactlError):
+    """The Google Kubernetes Engine API refused or failed a request or an operation."""
+
+    exit_code = 9
+
+
+class GkeInvalid(GkeError):
+    exit_code = 2
+
+
+class GkeUnreachable(GkeError):
+    exit_code = 4
+
+
+class GkeCredentialsError(GkeError):
+    """No Google credentials could be found, or Google rejected them."""
+
+    exit_code = 5
+
+
+class GkeForbidden(GkeError):
+    exit_code = 6
+
+
+class GkeConflict(GkeError):
+    exit_code = 10
+
+
+class GkeQuota(GkeError):
+    exit_code = 11
+
+
+class GkeNotFound(GkeError):
+    exit_code = 12
