@@ -105,3 +105,9 @@ class GkeQuota(GkeError):
 
 class GkeNotFound(GkeError):
     exit_code = 12
+
+
+class LocalClusterError(OtactlError):
+    """The local simulated cluster cannot be built, started, stopped or found."""
+
+    exit_code = 1
