@@ -35,9 +35,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from otactl.errors import LocalClusterError
 from otactl.fsutil import ensure_private_dir, write_atomic, write_private
@@ -55,7 +56,14 @@ DEFAULT_CONTROL_PORT = 16490
 DEFAULT_TIMEOUT = 180.0
 STOP_GRACE_SECONDS = 10.0
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+)
 STATE_FILE = "state.json"
 STORAGE_CLASS = "standard"
 
@@ -418,21 +426,21 @@ class _Launcher:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _cert(
     cn: str,
-    public_key: object,
-    issuer_key: object,
-    issuer_cert: object | None,
+    public_key: Any,
+    issuer_key: Any,
+    issuer_cert: Any | None,
     *,
     org: str | None = None,
     ca: bool = False,
     server_names: Sequence[str] = (),
     client: bool = False,
     days: int = 90,
-) -> object:
+) -> Any:
     """One builder for every certificate here; each profile adds its own extensions."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
@@ -442,30 +450,34 @@ def _cert(
     if org:
         attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     subject = x509.Name(attrs)
-    issuer = issuer_cert.subject if issuer_cert is not None else subject  # type: ignore[attr-defined]
+    issuer = issuer_cert.subject if issuer_cert is not None else subject
     now = _now()
     b = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(public_key)  # type: ignore[arg-type]
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         # Backdated a little: the clocks of the processes reading it are this machine's.
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
-    aki_key = issuer_cert.public_key() if issuer_cert is not None else public_key  # type: ignore[attr-defined]
-    b = b.add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_key), critical=False
-    )
+    aki_key = issuer_cert.public_key() if issuer_cert is not None else public_key
+    b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_key), critical=False)
     if ca:
         b = b.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         b = b.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -473,9 +485,15 @@ def _cert(
         b = b.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         b = b.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -489,7 +507,7 @@ def _cert(
             except ValueError:
                 sans.append(x509.DNSName(n))
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+    return b.sign(issuer_key, hashes.SHA256())
 
 
 @dataclass(frozen=True)
@@ -548,8 +566,8 @@ def _make_pki(pki_dir: Path) -> _Pki:
             serialization.NoEncryption(),
         )
 
-    def pem_cert(cert: object) -> bytes:
-        return cert.public_bytes(serialization.Encoding.PEM)  # type: ignore[attr-defined]
+    def pem_cert(cert: Any) -> bytes:
+        return cert.public_bytes(serialization.Encoding.PEM)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("otactl-local-cluster-ca", ca_key.public_key(), ca_key, None, ca=True, days=365)
@@ -558,8 +576,13 @@ def _make_pki(pki_dir: Path) -> _Pki:
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     names = [
-        "127.0.0.1", NODE_IP, str(next(ipaddress.ip_network(SERVICE_CIDR).hosts())),
-        "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+        "127.0.0.1",
+        NODE_IP,
+        str(next(ipaddress.ip_network(SERVICE_CIDR).hosts())),
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
     ]
     server = _cert("kube-apiserver", server_key.public_key(), ca_key, ca, server_names=names)
@@ -791,8 +814,19 @@ def _up(
     launcher = _Launcher(info, ns, logs, progress)
     deadline = time.monotonic() + opts.timeout
     try:
-        _start_all(opts, info, launcher, pki, bin_dir, stages, standin_script,
-                   api_sock, ctl_sock, internal_kc, deadline)
+        _start_all(
+            opts,
+            info,
+            launcher,
+            pki,
+            bin_dir,
+            stages,
+            standin_script,
+            api_sock,
+            ctl_sock,
+            internal_kc,
+            deadline,
+        )
     except BaseException:
         progress("start failed; stopping what was started")
         down(state_dir, keep=True, progress=progress)
@@ -887,8 +921,9 @@ def _start_all(
         lambda: _api_ready(info.api_port, p.dir),
         deadline,
         launcher,
-        lambda: f"last lines of {logs / 'kube-apiserver.log'}:\n"
-        f"{_tail(logs / 'kube-apiserver.log')}",
+        lambda: (
+            f"last lines of {logs / 'kube-apiserver.log'}:\n{_tail(logs / 'kube-apiserver.log')}"
+        ),
     )
     launcher.start(
         "kube-controller-manager",
@@ -937,19 +972,33 @@ def _start_all(
     )
     launcher.progress("waiting for nodes to be Ready")
     _run(
-        [*kubectl, "wait", "--for=condition=Ready", "node", "--all",
-         f"--timeout={_remaining(deadline)}s"],
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            "--all",
+            f"--timeout={_remaining(deadline)}s",
+        ],
         timeout=_remaining(deadline) + 10,
     )
     # Pods are refused until the namespace's default ServiceAccount exists.
     _run(
-        [*kubectl, "wait", "--for=create", "serviceaccount/default", "-n", "default",
-         f"--timeout={_remaining(deadline)}s"],
+        [
+            *kubectl,
+            "wait",
+            "--for=create",
+            "serviceaccount/default",
+            "-n",
+            "default",
+            f"--timeout={_remaining(deadline)}s",
+        ],
         timeout=_remaining(deadline) + 10,
     )
     if ctl_sock is not None:
         cmd = [
-            sys.executable, str(standin_script),
+            sys.executable,
+            str(standin_script),
             f"--kubeconfig={internal_kc}",
             f"--listen=0.0.0.0:{STANDIN_PORT}",
             f"--control=127.0.0.1:{IN_NS_CONTROL_PORT}",
@@ -1059,17 +1108,18 @@ def _forward_main(specs: Sequence[str]) -> None:
         for w in (uw, cw):
             w.close()
 
+    def handler_for(
+        target: tuple[str, int],
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        return lambda r, w: handle(target, r, w)
+
     async def main() -> None:
         servers = []
         for spec in specs:
             fd, _, target = spec.partition("=")
             host, _, port = target.rpartition(":")
             sock = socket.socket(fileno=int(fd))
-            servers.append(
-                await asyncio.start_server(
-                    lambda r, w, t=(host, int(port)): handle(t, r, w), sock=sock
-                )
-            )
+            servers.append(await asyncio.start_server(handler_for((host, int(port))), sock=sock))
         await asyncio.gather(*(s.serve_forever() for s in servers))
 
     asyncio.run(main())

@@ -15,7 +15,6 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-self="$here/$(basename "${BASH_SOURCE[0]}")"
 cd "$here"
 
 if [[ -n "${GO:-}" ]]; then
@@ -45,8 +44,9 @@ release_dir="$cache_root/local-cluster/$k8s_version"
 bin_dir="$release_dir/bin"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
-# The stamp ties the binaries to the exact pins; a changed pin rebuilds.
-stamp="$(cat go.mod go.sum "$self" | sha256sum | cut -d' ' -f1)"
+# The stamp ties the binaries to the exact pins and toolchain; a change rebuilds.
+stamp_version=1 # bump when the build command below changes
+stamp="$({ cat go.mod go.sum; "$go_cmd" env GOVERSION; echo "$stamp_version"; } | sha256sum | cut -d' ' -f1)"
 
 up_to_date() {
   [[ -f "$release_dir/stamp" && "$(cat "$release_dir/stamp")" == "$stamp" ]] || return 1
@@ -94,6 +94,7 @@ etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' go.mod)"
 "$go_cmd" build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$etcd_version" \
   -o "$work/etcd" go.etcd.io/etcd/server/v3
 
+chmod 0755 "$work"
 rm -rf "$bin_dir"
 mv "$work" "$bin_dir"
 trap - EXIT

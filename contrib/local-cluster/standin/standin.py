@@ -1,0 +1,627 @@
+"""OTA Community Edition services stand-in for otactl's local simulated cluster.
+
+No container runs on kwok's fake nodes, so this one process answers for every OTA pod.
+It runs inside the cluster's network namespace, where the pod range is routed to `lo`:
+one listener on 0.0.0.0:9001 accepts connections to every pod IP, and each connection's
+local address (getsockname) names the pod, whose `app` label names the service to play.
+The API server's service proxy therefore reaches "the pod" exactly as on a real cluster.
+
+It models the HTTP API otactl's deployer uses (docs/reference section 3): health checks,
+tuf-reposerver user repos with real signed TUF root metadata, director admin repos,
+tuf-keyserver roots and key pairs, device-registry device creation and search. State is
+per service, shared by the pods of that service, and lives only in this process.
+
+Knobs (slow start, bursts of 5xx, a service that never becomes healthy, key generation
+delay) come from --config (JSON) and can be changed at run time through the control
+endpoint (--control, default 127.0.0.1:9100; `otactl local-cluster up` forwards it to
+the host). See README.md beside this file for the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("standin")
+
+SCALA_SERVICES = frozenset(
+    {
+        "app",
+        "campaigner",
+        "campaigner-daemon",
+        "device-registry",
+        "director",
+        "director-daemon",
+        "tuf-keyserver",
+        "tuf-keyserver-daemon",
+        "tuf-reposerver",
+        "web-events",
+        "treehub",
+    }
+)
+VERSION = "0.0.0-otactl-standin"
+
+DEFAULT_KNOBS: dict[str, Any] = {
+    # Seconds after the stand-in first sees a pod during which that pod's health is 503.
+    # Keys are app labels; "*" applies to services not named.
+    "warmup_seconds": {"*": 0},
+    # Services whose health never becomes OK.
+    "never_healthy": [],
+    # Seconds a new TUF repo's keys stay "pending" (423) after it is created.
+    "keygen_delay_seconds": 2.0,
+    # {"<app>": {"count": N, "status": 503, "path_prefix": ""}}: the next N requests to that
+    # service whose path starts with path_prefix answer `status`; count is consumed.
+    "bursts": {},
+}
+
+
+def _merge_knobs(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(update) - set(DEFAULT_KNOBS)
+    if unknown:
+        raise ValueError(f"unknown knobs: {', '.join(sorted(unknown))}")
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key in ("warmup_seconds", "bursts"):
+            if not isinstance(value, dict):
+                raise ValueError(f"{key} must be an object")
+            out[key].update(value)
+        elif key == "never_healthy":
+            if not isinstance(value, list):
+                raise ValueError("never_healthy must be a list of app names")
+            out[key] = list(value)
+        else:
+            out[key] = float(value)
+    for app, burst in out["bursts"].items():
+        if not isinstance(burst, dict) or int(burst.get("count", 0)) < 0:
+            raise ValueError(f"bursts.{app} must be an object with a count >= 0")
+    return out
+
+
+# --------------------------------------------------------------------------- TUF
+
+
+@dataclass
+class TufRepo:
+    """Role keys and signed root of one repository (a tuf-reposerver or director repo)."""
+
+    repo_id: str
+    created: float
+    ready_at: float
+    root_json: bytes = b""
+    targets_pair: dict[str, Any] = field(default_factory=dict)
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self.ready_at
+
+
+def make_tuf_repo(repo_id: str, delay: float) -> TufRepo:
+    """ED25519 keys for the four top-level roles and a root.json signed by the root key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from securesystemslib.signer import CryptoSigner, SSlibKey
+    from tuf.api.metadata import Metadata, Root
+
+    signers = {}
+    root = Root(
+        expires=dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=365),
+        consistent_snapshot=False,
+    )
+    privates = {}
+    for role in (Root.type, "targets", "snapshot", "timestamp"):
+        priv = Ed25519PrivateKey.generate()
+        pub = SSlibKey.from_crypto(priv.public_key())
+        signers[role] = CryptoSigner(priv, pub)
+        privates[role] = priv
+        root.add_key(pub, role)
+    md = Metadata(root)
+    md.sign(signers[Root.type])
+    targets_priv = privates["targets"]
+    now = time.monotonic()
+    return TufRepo(
+        repo_id=repo_id,
+        created=now,
+        ready_at=now + delay,
+        root_json=md.to_bytes(),
+        targets_pair={
+            "keytype": "ED25519",
+            "keyval": {
+                "public": signers["targets"].public_key.keyval["public"],
+                "private": targets_priv.private_bytes_raw().hex(),
+            },
+        },
+    )
+
+
+# --------------------------------------------------------------------------- state
+
+
+class Store:
+    """Everything the modelled services remember; one lock, since requests are threads."""
+
+    def __init__(self, knobs: dict[str, Any]) -> None:
+        self.lock = threading.Lock()
+        self.initial_knobs = knobs
+        self.knobs = copy.deepcopy(knobs)
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        # tuf-keyserver holds the keys of every repo id; the reposerver and director name theirs.
+        self.keys: dict[str, TufRepo] = {}
+        self.user_repos: dict[str, str] = {}  # namespace -> repo id (tuf-reposerver)
+        self.director_repos: dict[str, str] = {}  # namespace -> repo id (director)
+        self.devices: dict[str, dict[str, dict[str, Any]]] = {}  # namespace -> deviceId -> dev
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "user_repos": dict(self.user_repos),
+            "director_repos": dict(self.director_repos),
+            "keys": {k: {"ready": r.ready()} for k, r in self.keys.items()},
+            "devices": {ns: list(d.values()) for ns, d in self.devices.items()},
+        }
+
+
+# --------------------------------------------------------------------------- pods
+
+
+@dataclass
+class PodInfo:
+    namespace: str
+    name: str
+    app: str | None
+    first_seen: float
+
+
+class PodIndex:
+    """Pod IP → pod, kept current by a watch on the API server (with a lookup on a miss)."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=kubeconfig)
+        self.v1 = client.CoreV1Api(api_client)
+        self.lock = threading.Lock()
+        self.by_ip: dict[str, PodInfo] = {}
+
+    def _put(self, pod: Any) -> None:
+        ip = pod.status.pod_ip if pod.status else None
+        if not ip:
+            return
+        app = (pod.metadata.labels or {}).get("app")
+        with self.lock:
+            cur = self.by_ip.get(ip)
+            if cur and cur.name == pod.metadata.name and cur.namespace == pod.metadata.namespace:
+                cur.app = app
+                return
+            self.by_ip[ip] = PodInfo(
+                pod.metadata.namespace, pod.metadata.name, app, time.monotonic()
+            )
+
+    def _drop(self, pod: Any) -> None:
+        ip = pod.status.pod_ip if pod.status else None
+        with self.lock:
+            cur = self.by_ip.get(ip or "")
+            if cur and cur.name == pod.metadata.name and cur.namespace == pod.metadata.namespace:
+                del self.by_ip[ip]
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        while True:
+            try:
+                pods = self.v1.list_pod_for_all_namespaces()
+                for p in pods.items:
+                    self._put(p)
+                w = watch.Watch()
+                for ev in w.stream(
+                    self.v1.list_pod_for_all_namespaces,
+                    resource_version=pods.metadata.resource_version,
+                    timeout_seconds=300,
+                ):
+                    if ev["type"] == "DELETED":
+                        self._drop(ev["object"])
+                    elif ev["type"] in ("ADDED", "MODIFIED"):
+                        self._put(ev["object"])
+            except Exception as e:  # the API may restart or expire the watch; relist
+                log.warning("pod watch: %s; relisting", e)
+                time.sleep(1)
+
+    def lookup(self, ip: str) -> PodInfo | None:
+        with self.lock:
+            hit = self.by_ip.get(ip)
+        if hit:
+            return hit
+        # The proxy can connect before our watch delivered the pod; ask directly.
+        try:
+            pods = self.v1.list_pod_for_all_namespaces(field_selector=f"status.podIP={ip}")
+        except Exception as e:
+            log.warning("pod lookup %s: %s", ip, e)
+            return None
+        for p in pods.items:
+            self._put(p)
+        with self.lock:
+            return self.by_ip.get(ip)
+
+    def restart(self, app: str) -> int:
+        """Start the warm-up of every pod of `app` again, as if its containers restarted."""
+        n = 0
+        with self.lock:
+            for info in self.by_ip.values():
+                if info.app == app:
+                    info.first_seen = time.monotonic()
+                    n += 1
+        return n
+
+    def listing(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {
+                ip: {"namespace": p.namespace, "name": p.name, "app": p.app}
+                for ip, p in self.by_ip.items()
+            }
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class Reply(Exception):
+    """Raised by a route to answer at once."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _error(status: int, code: str, description: str) -> Reply:
+    # The shape libats' ErrorRepresentation uses in the Scala services.
+    return Reply(status, {"code": code, "description": description})
+
+
+class Services:
+    """The behaviour of each OTA service, chosen by the pod's app label."""
+
+    def __init__(self, store: Store, pods: PodIndex | None) -> None:
+        self.store = store
+        self.pods = pods
+
+    # -- health
+    def _warming(self, app: str, pod: PodInfo) -> bool:
+        k = self.store.knobs
+        if app in k["never_healthy"]:
+            return True
+        warm = float(k["warmup_seconds"].get(app, k["warmup_seconds"].get("*", 0)))
+        return time.monotonic() < pod.first_seen + warm
+
+    def handle(
+        self,
+        app: str,
+        pod: PodInfo,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: Any,
+        body: bytes,
+    ) -> Reply:
+        with self.store.lock:
+            burst = self.store.knobs["bursts"].get(app)
+            if (
+                burst
+                and int(burst.get("count", 0)) > 0
+                and path.startswith(burst.get("path_prefix", ""))
+            ):
+                burst["count"] = int(burst["count"]) - 1
+                status = int(burst.get("status", 503))
+                return _error(status, "stand_in_burst", f"injected failure ({app})")
+            warming = self._warming(app, pod)
+        if path == "/health/version":
+            return Reply(200, {"name": app, "version": VERSION})
+        if path in ("/health", "/health/dependencies"):
+            if warming:
+                failing = {
+                    "database": {"status": "DOWN", "message": "stand-in warming up"},
+                }
+                return Reply(503 if path == "/health" else 502, failing)
+            return Reply(200, {"status": "OK"})
+        if warming:
+            return _error(503, "service_unavailable", f"{app} is starting")
+        ns = headers.get("x-ats-namespace") or "default"
+        route = {
+            "tuf-reposerver": self.reposerver,
+            "director": self.director,
+            "tuf-keyserver": self.keyserver,
+            "device-registry": self.device_registry,
+        }.get(app)
+        if route is not None:
+            return route(method, path, query, ns, body)
+        raise _error(404, "not_found", f"the stand-in does not model {method} {path} on {app}")
+
+    def _new_repo(self) -> TufRepo:
+        repo_id = str(uuid.uuid4())
+        repo = make_tuf_repo(repo_id, float(self.store.knobs["keygen_delay_seconds"]))
+        self.store.keys[repo_id] = repo
+        return repo
+
+    # -- tuf-reposerver
+    def reposerver(self, method: str, path: str, _q: Any, ns: str, _b: bytes) -> Reply:
+        s = self.store
+        if path == "/api/v1/user_repo" and method == "POST":
+            with s.lock:
+                if ns in s.user_repos:
+                    raise _error(409, "conflicting_entity", f"namespace {ns} already has a repo")
+                repo = self._new_repo()
+                s.user_repos[ns] = repo.repo_id
+            return Reply(200, repo.repo_id)
+        if path == "/api/v1/user_repo/root.json" and method == "GET":
+            with s.lock:
+                repo_id = s.user_repos.get(ns)
+                repo = s.keys.get(repo_id or "")
+            if repo is None:
+                raise _error(404, "missing_entity", f"no repo for namespace {ns}")
+            if not repo.ready():
+                raise _error(423, "keys_pending", f"keys for {repo.repo_id} are being generated")
+            return Reply(200, repo.root_json, {"x-ats-tuf-repo-id": repo.repo_id})
+        raise _error(404, "not_found", f"{method} {path}")
+
+    # -- director
+    def director(self, method: str, path: str, _q: Any, ns: str, _b: bytes) -> Reply:
+        s = self.store
+        if path == "/api/v1/admin/repo" and method == "POST":
+            with s.lock:
+                if ns in s.director_repos:
+                    # The real director generates orphan keys first, then fails like this.
+                    raise _error(409, "conflicting_entity", f"namespace {ns} already has a repo")
+                repo = make_tuf_repo(str(uuid.uuid4()), 0.0)
+                s.keys[repo.repo_id] = repo
+                s.director_repos[ns] = repo.repo_id
+            return Reply(201, None)
+        if path == "/api/v1/admin/repo/root.json" and method == "GET":
+            with s.lock:
+                repo = s.keys.get(s.director_repos.get(ns, ""))
+            if repo is None:
+                raise _error(404, "missing_entity", f"no director repo for namespace {ns}")
+            return Reply(200, repo.root_json, {"x-ats-tuf-repo-id": repo.repo_id})
+        raise _error(404, "not_found", f"{method} {path}")
+
+    # -- tuf-keyserver
+    def keyserver(self, method: str, path: str, _q: Any, _ns: str, _b: bytes) -> Reply:
+        parts = path.strip("/").split("/")
+        # api/v1/root/ID[/keys/targets/pairs]
+        if len(parts) >= 4 and parts[:3] == ["api", "v1", "root"] and method == "GET":
+            with self.store.lock:
+                repo = self.store.keys.get(parts[3])
+            if repo is None:
+                raise _error(404, "missing_entity", f"no keys for repo {parts[3]}")
+            if not repo.ready():
+                raise _error(423, "keys_pending", f"keys for {repo.repo_id} are being generated")
+            if len(parts) == 4:
+                return Reply(200, repo.root_json)
+            if parts[4:] == ["keys", "targets", "pairs"]:
+                return Reply(200, [repo.targets_pair])
+        raise _error(404, "not_found", f"{method} {path}")
+
+    # -- device-registry
+    def device_registry(
+        self, method: str, path: str, q: dict[str, list[str]], ns: str, body: bytes
+    ) -> Reply:
+        s = self.store
+        if path == "/api/v1/devices" and method == "PUT":
+            try:
+                req = json.loads(body or b"null")
+            except ValueError:
+                raise _error(400, "invalid_entity", "body is not JSON") from None
+            need = ("deviceId", "deviceName", "deviceType", "credentials")
+            if not isinstance(req, dict) or any(not isinstance(req.get(k), str) for k in need):
+                raise _error(400, "invalid_entity", f"required string fields: {', '.join(need)}")
+            with s.lock:
+                devs = s.devices.setdefault(ns, {})
+                dev = devs.get(req["deviceId"])
+                if dev is None:
+                    dev = {
+                        "namespace": ns,
+                        "uuid": req.get("uuid") or str(uuid.uuid4()),
+                        "deviceId": req["deviceId"],
+                        "deviceName": req["deviceName"],
+                        "deviceType": req["deviceType"],
+                        "lastSeen": None,
+                        "createdAt": dt.datetime.now(dt.UTC).isoformat(),
+                        "activatedAt": None,
+                        "deviceStatus": "NotSeen",
+                    }
+                    devs[req["deviceId"]] = dev
+                # An existing deviceId keeps its uuid; the new credentials are attached to it.
+                dev["credentials"] = req["credentials"]
+                dev["credentialsType"] = req.get("credentialsType", "PEM")
+                return Reply(200, dev["uuid"])
+        if path == "/api/v1/devices" and method == "GET":
+            offset = int(q.get("offset", ["0"])[0])
+            limit = int(q.get("limit", ["50"])[0])
+            contains = q.get("nameContains", [""])[0]
+            with s.lock:
+                found = [
+                    {k: v for k, v in d.items() if k not in ("credentials", "credentialsType")}
+                    for d in s.devices.get(ns, {}).values()
+                    if contains in d["deviceName"]
+                ]
+            return Reply(
+                200,
+                {
+                    "total": len(found),
+                    "offset": offset,
+                    "limit": limit,
+                    "values": found[offset : offset + limit],
+                },
+            )
+        if path.startswith("/api/v1/devices/") and method == "GET":
+            dev_uuid = path.rsplit("/", 1)[1]
+            with s.lock:
+                for d in s.devices.get(ns, {}).values():
+                    if d["uuid"] == dev_uuid:
+                        return Reply(
+                            200,
+                            {
+                                k: v
+                                for k, v in d.items()
+                                if k not in ("credentials", "credentialsType")
+                            },
+                        )
+            raise _error(404, "missing_entity", f"device {dev_uuid}")
+        raise _error(404, "not_found", f"{method} {path}")
+
+
+def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    if reply.body is None:
+        data = b""
+    elif isinstance(reply.body, bytes):
+        data = reply.body
+    else:
+        data = json.dumps(reply.body).encode()
+    handler.send_response(reply.status)
+    if data:
+        handler.send_header("Content-Type", "application/json")
+    for k, v in reply.headers.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(data)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive as the API server's proxy expects; every answer carries Content-Length.
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), fmt % args)
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _dispatch(self) -> None:
+        body = self._body()
+        try:
+            _send(self, self.server.route(self, body))
+        except Reply as r:
+            _send(self, r)
+        except Exception as e:  # a bug here must show as a 500, not a dropped connection
+            log.exception("handler failed")
+            _send(self, _error(500, "stand_in_error", str(e)))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+
+
+class PodServer(ThreadingHTTPServer):
+    """The listener every pod IP lands on; the local address picks the service."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], pods: PodIndex, services: Services) -> None:
+        super().__init__(addr, _Handler)
+        self.pods = pods
+        self.services = services
+
+    def route(self, h: BaseHTTPRequestHandler, body: bytes) -> Reply:
+        local_ip = h.connection.getsockname()[0]
+        pod = self.pods.lookup(local_ip)
+        if pod is None:
+            raise _error(404, "no_pod", f"no pod has IP {local_ip}")
+        if pod.app not in SCALA_SERVICES:
+            raise _error(404, "not_modelled", f"pod {pod.namespace}/{pod.name} app={pod.app}")
+        url = urlsplit(h.path)
+        return self.services.handle(
+            pod.app, pod, h.command, url.path, parse_qs(url.query), h.headers, body
+        )
+
+
+class ControlServer(ThreadingHTTPServer):
+    """Knobs and inspection for tests: loopback only (forwarded to the host by `up`)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], store: Store, pods: PodIndex) -> None:
+        super().__init__(addr, _Handler)
+        self.store = store
+        self.pods = pods
+
+    def route(self, h: BaseHTTPRequestHandler, body: bytes) -> Reply:
+        s = self.store
+        url = urlsplit(h.path)
+        path, q = url.path, parse_qs(url.query)
+        m = h.command
+        if path == "/healthz":
+            return Reply(200, {"status": "OK"})
+        if path == "/knobs" and m == "GET":
+            with s.lock:
+                return Reply(200, s.knobs)
+        if path == "/knobs" and m in ("PUT", "POST", "PATCH"):
+            try:
+                update = json.loads(body or b"{}")
+                with s.lock:
+                    s.knobs = _merge_knobs(s.knobs, update)
+                    return Reply(200, s.knobs)
+            except (ValueError, TypeError) as e:
+                raise _error(400, "invalid_knobs", str(e)) from None
+        if path == "/reset" and m == "POST":
+            with s.lock:
+                s.knobs = copy.deepcopy(s.initial_knobs)
+                s.reset_state()
+            return Reply(200, {"status": "OK"})
+        if path == "/state" and m == "GET":
+            with s.lock:
+                return Reply(200, s.snapshot())
+        if path == "/devices" and m == "GET":
+            ns = q.get("namespace", ["default"])[0]
+            with s.lock:
+                return Reply(200, list(s.devices.get(ns, {}).values()))
+        if path == "/pods" and m == "GET":
+            return Reply(200, self.pods.listing())
+        if path == "/restart" and m == "POST":
+            app = q.get("app", [""])[0]
+            return Reply(200, {"restarted": self.pods.restart(app)})
+        raise _error(404, "not_found", f"{m} {path}")
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kubeconfig", required=True)
+    p.add_argument("--listen", default="0.0.0.0:9001")
+    p.add_argument("--control", default="127.0.0.1:9100")
+    p.add_argument("--config", help="JSON file with initial knobs")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
+    )
+    knobs = copy.deepcopy(DEFAULT_KNOBS)
+    if args.config:
+        with open(args.config) as f:
+            knobs = _merge_knobs(knobs, json.load(f))
+    store = Store(knobs)
+    pods = PodIndex(args.kubeconfig)
+    threading.Thread(target=pods.run, name="pod-watch", daemon=True).start()
+    pod_server = PodServer(_addr(args.listen), pods, Services(store, pods))
+    control = ControlServer(_addr(args.control), store, pods)
+    threading.Thread(target=pod_server.serve_forever, name="pods", daemon=True).start()
+    log.info("serving pods on %s, control on %s, knobs %s", args.listen, args.control, knobs)
+    control.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""`otactl local-cluster up|down|status`: the local simulated cluster (contrib/local-cluster)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from otactl.cli._common import Output, echo, emit_json, info
+
+app = typer.Typer(
+    help="A local simulated Kubernetes cluster (real control plane, kwok fake nodes, "
+    "OTA services stand-in) for trying otactl and for CI. Needs root or user namespaces.",
+    no_args_is_help=True,
+)
+
+
+def _state_dir(ctx: typer.Context) -> Path:
+    obj = ctx.find_root().obj
+    generated = getattr(obj, "generated", None) or Path("generated")
+    return Path(generated) / "local"
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Number of fake nodes.")] = 1,
+    api_port: Annotated[
+        int,
+        typer.Option(
+            "--api-port",
+            envvar="OTACTL_LOCAL_API_PORT",
+            help="Host port (127.0.0.1) of the API server; 0 picks a free one.",
+        ),
+    ] = 16443,
+    control_port: Annotated[
+        int,
+        typer.Option(
+            "--control-port",
+            envvar="OTACTL_LOCAL_CONTROL_PORT",
+            help="Host port (127.0.0.1) of the stand-in's knobs endpoint; 0 picks one.",
+        ),
+    ] = 16490,
+    standin: Annotated[
+        bool,
+        typer.Option("--standin/--no-standin", help="Start the OTA services stand-in."),
+    ] = True,
+    standin_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--standin-config",
+            exists=True,
+            dir_okay=False,
+            help="JSON file with the stand-in's initial knobs.",
+        ),
+    ] = None,
+    bin_dir: Annotated[
+        Path | None,
+        typer.Option("--bin-dir", help="Folder with the binaries (default: build.sh's cache)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=10, help="Seconds to wait for the cluster.")
+    ] = 180.0,
+) -> None:
+    """Start the cluster; write generated/local/kubeconfig; logs in generated/local/logs/."""
+    from otactl import localcluster
+
+    opts = localcluster.ClusterOptions(
+        state_dir=_state_dir(ctx),
+        api_port=api_port,
+        control_port=control_port,
+        nodes=nodes,
+        standin=standin,
+        standin_config=standin_config,
+        bin_dir=bin_dir,
+        timeout=timeout,
+    )
+    cluster = localcluster.up(opts, progress=info)
+    kubeconfig = Path(cluster.kubeconfig)
+    with contextlib.suppress(ValueError):
+        kubeconfig = kubeconfig.relative_to(Path.cwd())
+    echo(
+        f"local cluster {cluster.release} is up at {cluster.api_url} "
+        f"with nodes {', '.join(cluster.nodes)}"
+    )
+    echo(f"  export KUBECONFIG={kubeconfig}")
+    echo(f"  kubectl get nodes      (kubectl: {localcluster.find_bin_dir(bin_dir)}/kubectl)")
+    if cluster.control_url:
+        echo(f"  stand-in knobs: {cluster.control_url}/knobs")
+    echo(f"  logs: {Path(cluster.state_dir) / 'logs'}; stop with: otactl local-cluster down")
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep etcd data, certificates and kubeconfig.")
+    ] = False,
+) -> None:
+    """Stop every process `up` started (by pid) and remove the cluster's state."""
+    from otactl import localcluster
+
+    stopped = localcluster.down(_state_dir(ctx), keep=keep, progress=info)
+    echo(f"stopped: {', '.join(stopped)}" if stopped else "no local cluster was running")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+) -> None:
+    """Show which processes run and whether the API server is ready (exit 1 when not running)."""
+    from otactl import localcluster
+
+    st = localcluster.status(_state_dir(ctx))
+    if output is Output.json:
+        emit_json(
+            {
+                "recorded": st.recorded,
+                "running": st.running,
+                "api_ready": st.api_ready,
+                "processes": st.processes,
+                "api_url": st.info.api_url if st.info else None,
+                "kubeconfig": st.info.kubeconfig if st.info else None,
+                "control_url": st.info.control_url if st.info else None,
+            }
+        )
+    elif not st.recorded:
+        echo(f"no local cluster recorded in {st.state_dir}")
+    else:
+        assert st.info is not None
+        echo(f"api {st.info.api_url}: {'ready' if st.api_ready else 'NOT ready'}")
+        for name, alive in st.processes.items():
+            echo(f"  {name:24} {'running' if alive else 'stopped'}")
+        echo(f"kubeconfig: {st.info.kubeconfig}")
+    if not st.running:
+        raise typer.Exit(1)
