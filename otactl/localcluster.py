@@ -92,7 +92,7 @@ def pinned_release() -> str | None:
         return None
     for line in gomod.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0] == "k8s.io/kubernetes":
+        if len(parts) >= 2 and parts[0] == "k8s.io/kubernetes":
             return parts[1]
     return None
 
@@ -1024,6 +1024,22 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _signal_and_wait(rec: ProcessRecord, sig: int, grace: float) -> bool:
+    """Signal the process's group; True once it is gone (reaped if it is our child)."""
+    # Each was started as its own session leader: its group holds any children too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(rec.pid, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        # When down runs in the process that ran up (tests), reap our child: no zombie stays.
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(rec.pid, os.WNOHANG)
+        if not Path(f"/proc/{rec.pid}").exists() or not _alive(rec):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def down(state_dir: Path, keep: bool = False, progress: Progress = _quiet) -> list[str]:
     """Stop every process recorded in `state_dir` (by pid) and remove the cluster's state.
 
@@ -1035,25 +1051,17 @@ def down(state_dir: Path, keep: bool = False, progress: Progress = _quiet) -> li
     if info is None:
         return []
     stopped: list[str] = []
-    live = [p for p in reversed(info.processes) if _alive(p)]
-    for rec in live:
+    # Newest first, one at a time: clients go before the API server, the API server before
+    # etcd, and the forwarder last, so each can shut down cleanly instead of retrying.
+    for rec in reversed(info.processes):
+        if not _alive(rec):
+            continue
         progress(f"stopping {rec.name} (pid {rec.pid})")
         stopped.append(rec.name)
-        # Each was started as its own session leader: its group holds any children too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(rec.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while any(_alive(p) for p in live) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for rec in live:
-        if _alive(rec):
+        if not _signal_and_wait(rec, signal.SIGTERM, STOP_GRACE_SECONDS):
             progress(f"killing {rec.name} (pid {rec.pid}): still running after SIGTERM")
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(rec.pid, signal.SIGKILL)
-    # Reap our own children (when down runs in the process that ran up) so no zombie stays.
-    for rec in live:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(rec.pid, os.WNOHANG)
+            if not _signal_and_wait(rec, signal.SIGKILL, STOP_GRACE_SECONDS):
+                raise LocalClusterError(f"{rec.name} (pid {rec.pid}) survived SIGKILL")
     _delete_namespace(_Namespace(info.netns, info.netns_mode, info.holder_pid))
     if keep:
         return stopped

@@ -502,9 +502,22 @@ class _Handler(BaseHTTPRequestHandler):
     server: Any
 
     def log_message(self, fmt: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), fmt % args)
+        # The local address is the pod IP, i.e. which pod (and service) answered.
+        log.info("%s %s", self.connection.getsockname()[0], fmt % args)
 
     def _body(self) -> bytes:
+        # The API server's proxy streams request bodies chunked; read them whole, or the
+        # rest of the body would be taken for the next request on this keep-alive connection.
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
