@@ -1,0 +1,340 @@
+"""`otactl new-server`, `new-device`, `revoke-device`, `certs check`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from otactl.cli._common import (
+    ConfigOpt,
+    Output,
+    ProfileOpt,
+    SetOpt,
+    State,
+    echo,
+    emit_json,
+    info,
+    is_tty,
+    state,
+)
+from otactl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from otactl.bundle import BatchSummary, BundleOptions, DeviceSpec
+    from otactl.pki import ServerPki
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+
+
+def ensure_server(
+    st: State,
+    *,
+    renew_server_cert: bool = False,
+    device_ca_cert: Path | None = None,
+    device_ca_key: Path | None = None,
+    device_ca_crl: Path | None = None,
+) -> ServerPki:
+    """The server PKI for the current values (what `new-server` and `up` call)."""
+    from otactl.pki import PkiSettings, ensure_server_pki
+
+    values = st.values()
+    return ensure_server_pki(
+        st.server_dir(),
+        values.server_name,
+        PkiSettings(**values.pki.model_dump()),
+        extra_dns_names=values.gateway.extra_dns_names,
+        extra_ips=values.gateway.extra_ips,
+        renew_server_cert=renew_server_cert,
+        device_ca_cert=device_ca_cert,
+        device_ca_key=device_ca_key,
+        device_ca_crl=device_ca_crl,
+    )
+
+
+def _parse_within(text: str) -> float:
+    """`30d`, `12h`, `2w` or a plain number of days → days."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
+    if not m:
+        raise ConfigError(f"--within {text}: expected a duration such as 30d, 12h or 2w")
+    return float(m.group(1)) * {"h": 1 / 24, "d": 1, "": 1, "w": 7}[m.group(2)]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("new-server")
+    def new_server(
+        ctx: typer.Context,
+        renew_server_cert: Annotated[
+            bool,
+            typer.Option(
+                "--renew-server-cert",
+                help="Re-issue the gateway certificate (new SANs) from the server CA.",
+            ),
+        ] = False,
+        device_ca_cert: Annotated[
+            Path | None,
+            typer.Option(
+                "--device-ca-cert",
+                help="Import a fleet CA (PEM; an intermediate followed by its chain).",
+            ),
+        ] = None,
+        device_ca_key: Annotated[
+            Path | None, typer.Option("--device-ca-key", help="Key of --device-ca-cert.")
+        ] = None,
+        device_ca_crl: Annotated[
+            Path | None,
+            typer.Option(
+                "--device-ca-crl",
+                help="Current CRLs of the CAs above an imported intermediate (PEM).",
+            ),
+        ] = None,
+        output: OutputOpt = Output.text,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Create the server CA, gateway certificate, device CA and CRL (keeps existing CAs)."""
+        st = state(ctx, config, set_, profile)
+        result = ensure_server(
+            st,
+            renew_server_cert=renew_server_cert,
+            device_ca_cert=device_ca_cert,
+            device_ca_key=device_ca_key,
+            device_ca_crl=device_ca_crl,
+        )
+        if output is Output.json:
+            emit_json(
+                {
+                    "server_dir": str(result.files.root),
+                    "created": result.created,
+                    "notes": result.notes,
+                }
+            )
+            return
+        for what in result.created:
+            info(f"created {what}")
+        if not result.created:
+            info("server PKI present, nothing to do")
+        for note in result.notes:
+            info(f"note: {note}")
+        echo(str(result.files.root))
+
+    @app.command("new-device")
+    def new_device(
+        ctx: typer.Context,
+        name: Annotated[str | None, typer.Argument(help="Device name (one device).")] = None,
+        uuid: Annotated[
+            str | None, typer.Option("--uuid", help="Device uuid (one device).")
+        ] = None,
+        count: Annotated[int | None, typer.Option("--count", help="Make N devices.")] = None,
+        prefix: Annotated[
+            str | None, typer.Option("--prefix", help="Names <prefix>-0001... with --count.")
+        ] = None,
+        start: Annotated[int, typer.Option("--start", help="First number with --count.")] = 1,
+        from_csv: Annotated[
+            Path | None,
+            typer.Option("--from-csv", help="CSV of name[,uuid][,hardware_id] rows."),
+        ] = None,
+        fmt: Annotated[
+            str | None, typer.Option("--format", help="implicit or device-cred (sota.toml).")
+        ] = None,
+        hardware_id: Annotated[
+            str | None, typer.Option("--hardware-id", help="Primary ECU hardware id.")
+        ] = None,
+        port: Annotated[
+            int | None,
+            typer.Option("--port", help="Gateway port devices reach (default: from values)."),
+        ] = None,
+        archive: Annotated[
+            bool, typer.Option("--archive", help="Also write a tar.gz of the device's files.")
+        ] = False,
+        workers: Annotated[
+            int | None, typer.Option("--workers", help="Processes (default: every core).")
+        ] = None,
+        output: OutputOpt = Output.text,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Make device bundles: one NAME, --count N --prefix P, or --from-csv FILE."""
+        from otactl import bundle
+
+        st = state(ctx, config, set_, profile)
+        modes = sum(x is not None for x in (name, count, from_csv))
+        if modes != 1:
+            raise ConfigError("give exactly one of NAME, --count N --prefix P, --from-csv FILE")
+        if (count is None) != (prefix is None):
+            raise ConfigError("--count and --prefix go together")
+        if uuid is not None and name is None:
+            raise ConfigError("--uuid goes with a single NAME")
+        opts = _bundle_options(st, fmt, hardware_id, port, archive)
+
+        if name is not None:
+            spec = bundle.DeviceSpec(
+                bundle.validate_name(name), bundle.validate_uuid(uuid) if uuid else None
+            )
+            result = bundle.new_device(st.server_dir(), spec, opts)
+            if output is Output.json:
+                emit_json(result.as_json())
+            else:
+                info(
+                    f"{'created' if result.created else 'exists'}: {result.name} "
+                    f"({result.uuid}), valid until {result.not_after}"
+                )
+                echo(str(result.path))
+            return
+
+        if from_csv is not None:
+            specs: Iterable[bundle.DeviceSpec] = bundle.specs_from_csv(from_csv)
+            total = bundle.count_csv_rows(from_csv)
+        else:
+            assert count is not None and prefix is not None
+            specs = bundle.specs_from_count(prefix, count, start)
+            total = count
+        summary = _run_batch(st, specs, opts, workers, total, output)
+        if output is Output.json:
+            emit_json(summary.as_json())
+        else:
+            info(f"created {summary.created}, skipped {summary.skipped} (existing)")
+            echo(str(summary.manifest))
+
+    @app.command("revoke-device")
+    def revoke_device(
+        ctx: typer.Context,
+        device: Annotated[str, typer.Argument(metavar="UUID|NAME", help="Device to revoke.")],
+        output: OutputOpt = Output.text,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Add a device's certificate to the device CRL the gateway checks."""
+        from otactl import bundle
+
+        st = state(ctx, config, set_, profile)
+        dev, rev = bundle.revoke_device(st.server_dir(), device)
+        crl = st.server_dir() / "devices" / "crl.pem"
+        if output is Output.json:
+            emit_json(
+                {
+                    "name": dev.name,
+                    "uuid": dev.uuid,
+                    "serial": format(rev.serial, "x"),
+                    "revoked_at": rev.revoked_at.isoformat(),
+                    "already": rev.already,
+                    "crl": str(crl),
+                }
+            )
+            return
+        verb = "already revoked" if rev.already else "revoked"
+        info(f"{verb}: {dev.name} ({dev.uuid}), serial {rev.serial:x}")
+        info("the gateway sees it once its gateway-tls Secret carries the new crl.pem (otactl up)")
+        echo(str(crl))
+
+    certs_app = typer.Typer(
+        help="Certificates of the server and its devices.", no_args_is_help=True
+    )
+    app.add_typer(certs_app, name="certs")
+
+    @certs_app.command("check")
+    def check(
+        ctx: typer.Context,
+        within: Annotated[
+            str, typer.Option("--within", help="Fail when something expires this soon (30d).")
+        ] = "30d",
+        output: OutputOpt = Output.text,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """List every certificate and CRL with its expiry; exit 1 if one expires --within."""
+        from otactl.pki import inventory, utcnow
+
+        st = state(ctx, config, set_, profile)
+        days = _parse_within(within)
+        now = utcnow()
+        items = inventory(st.server_dir())
+        soon = [e for e in items if not e.revoked and e.days_left(now) <= days]
+        if output is Output.json:
+            emit_json(
+                {
+                    "within_days": days,
+                    "expiring": len(soon),
+                    "certificates": [e.as_json(now) for e in items],
+                }
+            )
+        else:
+            for e in items:
+                flag = " (revoked)" if e.revoked else (" EXPIRING" if e in soon else "")
+                label = f"{e.name} {e.subject}" if e.name else e.subject
+                echo(
+                    f"{e.not_after:%Y-%m-%d %H:%M}Z {e.days_left(now):8.1f}d  "
+                    f"{e.kind:<15} {label}{flag}"
+                )
+            if not items:
+                info(f"no certificates under {st.server_dir()}")
+        if soon:
+            info(f"{len(soon)} expire within {within}")
+            raise typer.Exit(1)
+
+
+def _bundle_options(
+    st: State, fmt: str | None, hardware_id: str | None, port: int | None, archive: bool
+) -> BundleOptions:
+    from otactl import bundle
+
+    values = st.values()
+    update: dict[str, object] = {}
+    if fmt is not None:
+        if fmt not in ("implicit", "device-cred"):
+            raise ConfigError(f"--format {fmt}: expected implicit or device-cred")
+        update["format"] = fmt
+    if hardware_id is not None:
+        update["hardware_id"] = bundle.validate_hardware_id(hardware_id)
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: expected 1-65535")
+    url = bundle.gateway_url(
+        values.server_name, port or bundle.default_gateway_port(values.gateway)
+    )
+    return bundle.BundleOptions(
+        gateway_url=url,
+        device=values.device.model_copy(update=update),
+        days=values.pki.device_days,
+        archive=archive,
+    )
+
+
+def _run_batch(
+    st: State,
+    specs: Iterable[DeviceSpec],
+    opts: BundleOptions,
+    workers: int | None,
+    total: int | None,
+    output: Output,
+) -> BatchSummary:
+    from otactl import bundle
+
+    if not is_tty() or output is Output.json:
+        return bundle.new_devices(st.server_dir(), specs, opts, workers=workers)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("bundles", total=total)
+        return bundle.new_devices(
+            st.server_dir(),
+            specs,
+            opts,
+            workers=workers,
+            progress=lambda n: bar.advance(task, n),
+        )
