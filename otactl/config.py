@@ -8,10 +8,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otactl.errors import ConfigError
 
@@ -31,18 +31,20 @@ class Resources(Strict):
     cpu_limit: str | None = Field(default=None, pattern=QUANTITY)
 
 
+def _pinned(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    if "@sha256:" not in image and (":" not in name or name.endswith(":latest")):
+        raise ValueError("image must be pinned to a tag or digest (not latest)")
+    return image
+
+
+Image = Annotated[str, Field(min_length=1), AfterValidator(_pinned)]
+
+
 class Component(Strict):
-    image: str = Field(min_length=1)
+    image: Image
     replicas: int = Field(default=1, ge=0, le=20)
     resources: Resources
-
-    @field_validator("image")
-    @classmethod
-    def _pinned(cls, v: str) -> str:
-        name = v.rsplit("/", 1)[-1]
-        if "@sha256:" not in v and (":" not in name or name.endswith(":latest")):
-            raise ValueError("image must be pinned to a tag or digest (not latest)")
-        return v
 
 
 class StatefulComponent(Component):
@@ -151,7 +153,8 @@ class Values(Strict):
     ingress: Ingress = Ingress()
     infra: Infra
     services: Services
-    bootstrap_image: str
+    bootstrap_image: Image
+    init_image: Image
     pki: Pki = Pki()
     device: Device
     timeouts: Timeouts
@@ -233,9 +236,9 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _has_path(data: Any, path: tuple[Any, ...]) -> bool:
     for part in path:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if in_dict or in_list:
             data = data[part]
         else:
             return False

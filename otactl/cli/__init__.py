@@ -33,7 +33,9 @@ def _global(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml)."),
+        typer.Option(
+            "--config", "-c", help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml)."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -51,7 +53,9 @@ def _global(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
     ] = False,
 ) -> None:
-    ctx.obj = State(config=config, sets=set_ or [], profile=profile, generated=generated, debug=debug)
+    ctx.obj = State(
+        config=config, sets=set_ or [], profile=profile, generated=generated, debug=debug
+    )
 
 
 def _register() -> None:

@@ -1,0 +1,41 @@
+"""`otactl render`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from otactl.cli._common import ConfigOpt, ProfileOpt, SetOpt, echo, info, state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("render")
+    def render_cmd(
+        ctx: typer.Context,
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", help="Folder for the sets (default: generated/templates)."),
+        ] = None,
+        stdout: Annotated[
+            bool, typer.Option("--stdout", help="Print the sets instead of writing files.")
+        ] = False,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Render the Kubernetes objects (infra, services, ingress) without a cluster."""
+        from otactl import render, secretstore
+
+        st = state(ctx, config, set_, profile)
+        values = st.values()
+        rendered = render.render(values, secretstore.load_or_create(st.server_dir()))
+        if stdout:
+            echo(
+                "".join(
+                    f"---\n# set: {name}\n{text}" for name, text in rendered.sets.items()
+                ).rstrip()
+            )
+            return
+        render.write(rendered, out or st.generated / "templates", progress=info)

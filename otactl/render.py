@@ -1,0 +1,225 @@
+"""Templates → Kubernetes objects. Renders the infra, services and ingress sets into
+`generated/templates/`, plus the nginx and SQL files embedded in them. Never contacts a
+cluster; the same values and secrets give byte-identical output."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from otactl.config import Values, templates_dir
+from otactl.errors import RenderError
+from otactl.fsutil import ensure_private_dir, write_atomic
+from otactl.secretstore import DATABASES, Secrets
+
+PART_OF = "ota-ce"
+MANAGED_BY = "otactl"
+
+# The Scala services: name in the cluster → (values field, database, extra settings key).
+SCALA_SERVICES: dict[str, str | None] = {
+    "app": None,
+    "campaigner": "campaigner",
+    "campaigner-daemon": "campaigner",
+    "device-registry": "device_registry",
+    "director": "director",
+    "director-daemon": "director",
+    "tuf-keyserver": "tuf_keyserver",
+    "tuf-keyserver-daemon": "tuf_keyserver",
+    "tuf-reposerver": "tuf_reposerver",
+    "web-events": None,
+    "treehub": "treehub",
+}
+# Where a service has a daemon, the daemon owns the schema migrations.
+MIGRATES = {
+    "campaigner-daemon",
+    "device-registry",
+    "director-daemon",
+    "tuf-keyserver-daemon",
+    "tuf-reposerver",
+    "treehub",
+}
+PUBLIC_HOSTS = ("app", "tuf-reposerver", "treehub", "web-events")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The rendered sets: name (infra, services, ingress) → YAML text."""
+
+    sets: dict[str, str]
+
+    def objects(self, name: str) -> list[dict[str, Any]]:
+        return [d for d in yaml.safe_load_all(self.sets[name]) if d]
+
+
+def _env() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+    env.filters["b64"] = lambda v: base64.b64encode(
+        v.encode() if isinstance(v, str) else v
+    ).decode()
+    env.filters["hash"] = lambda v: hashlib.sha256(v.encode()).hexdigest()[:16]
+    env.filters["sqlstr"] = _sql_string
+    env.filters["sqlgrantdb"] = lambda db: db.replace("\\", "\\\\").replace("_", "\\_")
+    return env
+
+
+def _sql_string(value: str) -> str:
+    """A MariaDB string literal (default sql_mode: backslash escapes are active)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _template(name: str, **context: Any) -> str:
+    import jinja2
+
+    try:
+        return _env().get_template(name).render(**context)
+    except jinja2.UndefinedError as e:
+        raise RenderError(f"templates/{name}: undefined value: {e.message}") from e
+    except jinja2.TemplateSyntaxError as e:
+        raise RenderError(f"templates/{e.name or name}:{e.lineno}: {e.message}") from e
+    except jinja2.TemplateNotFound as e:
+        raise RenderError(f"template not found: {e.name}") from e
+
+
+def htpasswd_ssha(user: str, password: str) -> str:
+    """An nginx `auth_basic_user_file` line, {SSHA} scheme (built into nginx). The salt is
+    derived from the password so renders stay byte-identical; the password is random and
+    long, so a fixed salt costs nothing."""
+    salt = hashlib.sha256(b"otactl-htpasswd:" + password.encode()).digest()[:8]
+    digest = hashlib.sha1(password.encode() + salt).digest()
+    return f"{user}:{{SSHA}}{base64.b64encode(digest + salt).decode()}\n"
+
+
+def default_upstreams(values: Values) -> dict[str, str]:
+    """Service name → host:port the nginx configs proxy to, inside the cluster."""
+    return {name: f"{name}.{values.namespace}.svc:80" for name in SCALA_SERVICES}
+
+
+def gateway_nginx_conf(
+    values: Values,
+    *,
+    tls_dir: str | Path = "/etc/nginx/tls",
+    runtime_dir: str | Path = "/tmp",
+    upstreams: Mapping[str, str] | None = None,
+    listen_port: int = 8443,
+    plain_ports: tuple[int, ...] = (80, 8000),
+) -> str:
+    """The device gateway's nginx.conf: mutual TLS on `listen_port`, device uuid from the
+    client certificate CN, routes of reference section 5, CRL checked."""
+    return _template(
+        "gateway/nginx.conf.j2",
+        v=values,
+        tls_dir=str(tls_dir),
+        runtime_dir=str(runtime_dir),
+        upstreams={**default_upstreams(values), **(upstreams or {})},
+        listen_port=listen_port,
+        plain_ports=plain_ports,
+    )
+
+
+def reverse_proxy_nginx_conf(
+    values: Values,
+    *,
+    tls_dir: str | Path = "/etc/nginx/tls",
+    auth_dir: str | Path = "/etc/nginx/auth",
+    runtime_dir: str | Path = "/tmp",
+    upstreams: Mapping[str, str] | None = None,
+    http_port: int = 80,
+    https_port: int = 8443,
+) -> str:
+    """nginx.conf of the reverse proxy for the build tools (basic auth, by host name)."""
+    return _template(
+        "reverse-proxy/nginx.conf.j2",
+        v=values,
+        tls_dir=str(tls_dir),
+        auth_dir=str(auth_dir),
+        runtime_dir=str(runtime_dir),
+        upstreams={**default_upstreams(values), **(upstreams or {})},
+        http_port=http_port,
+        https_port=https_port,
+        public_hosts=PUBLIC_HOSTS,
+    )
+
+
+def bootstrap_sql(secrets: Secrets) -> str:
+    """Idempotent SQL: one database and one user per service, each user limited to its own
+    database. Safe to run any number of times; a changed password is applied."""
+    return _template("bootstrap/create_databases.sql.j2", databases=DATABASES, s=secrets)
+
+
+def _documents(text: str, source: str) -> list[dict[str, Any]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as e:
+        raise RenderError(f"templates/{source}: rendered text is not valid YAML: {e}") from e
+    for doc in docs:
+        if not isinstance(doc, dict) or not {"apiVersion", "kind", "metadata"} <= doc.keys():
+            raise RenderError(f"templates/{source}: a rendered document is not an object")
+    return docs
+
+
+def _dump(docs: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=4096)
+
+
+def render(values: Values, secrets: Secrets) -> Rendered:
+    """Render every set for these values. Pure: reads templates, writes nothing."""
+    services = [
+        {
+            "name": name,
+            "c": getattr(values.services, name.replace("-", "_")),
+            "db": db,
+            "migrates": name in MIGRATES,
+        }
+        for name, db in SCALA_SERVICES.items()
+    ]
+    context = {
+        "v": values,
+        "s": secrets,
+        "services": services,
+        "public_hosts": PUBLIC_HOSTS,
+        "gateway_conf": gateway_nginx_conf(values),
+        "reverse_proxy_conf": reverse_proxy_nginx_conf(values),
+        "htpasswd": htpasswd_ssha(values.reverse_proxy.user, secrets.reverse_proxy_password),
+        "bootstrap_sql": bootstrap_sql(secrets),
+    }
+    names = ["infra", "services"] + (["ingress"] if values.ingress.enabled else [])
+    sets = {}
+    for name in names:
+        docs = _documents(_template(f"{name}.yaml.j2", **context), f"{name}.yaml.j2")
+        sets[name] = _dump(docs)
+    return Rendered(sets)
+
+
+def write(
+    rendered: Rendered, out_dir: Path, progress: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Write each set to `out_dir/<set>.yaml` (0600: they hold Secrets), atomically, and
+    remove a stale set (ingress turned off)."""
+    ensure_private_dir(out_dir)
+    paths = []
+    for name, text in rendered.sets.items():
+        path = write_atomic(out_dir / f"{name}.yaml", text, mode=0o600)
+        paths.append(path)
+        if progress:
+            progress(f"wrote {path}")
+    stale = out_dir / "ingress.yaml"
+    if "ingress" not in rendered.sets and stale.exists():
+        stale.unlink()
+    return paths

@@ -1,0 +1,111 @@
+"""Shared test helpers: run the real CLI, and real servers (MariaDB) started per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_otactl(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m otactl ARGS` as a user would, capturing stdout and stderr."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "otactl", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"otactl {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """Path of a server binary; a missing one fails the test (CI installs them all)."""
+    for cand in (name, *candidates):
+        found = shutil.which(cand) or (cand if os.path.exists(cand) else None)
+        if found:
+            return found
+    pytest.fail(f"{name} is not installed (see .ci/run for the packages the tests need)")
+
+
+@dataclass
+class MariaDB:
+    port: int
+    socket: Path
+
+    def sql(
+        self, statements: str, user: str = "root", password: str | None = None, db: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        """Run SQL with the real `mariadb` client: root over the socket, others over TCP."""
+        client = require_binary("mariadb", "mysql")
+        if user == "root":
+            cmd = [client, "--no-defaults", "-S", str(self.socket), "-uroot"]
+        else:
+            cmd = [client, "--no-defaults", "-h127.0.0.1", f"-P{self.port}", f"-u{user}"]
+            cmd.append(f"-p{password}")
+        if db:
+            cmd.append(db)
+        return subprocess.run(cmd, input=statements, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """A real MariaDB server on loopback, with a throwaway data folder."""
+    install = require_binary("mariadb-install-db", "mysql_install_db")
+    server = require_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
+    base = tmp_path_factory.mktemp("mariadb")
+    datadir, sock, port = base / "data", base / "mysqld.sock", free_port()
+    subprocess.run(
+        [install, "--no-defaults", f"--datadir={datadir}", "--user=root",
+         "--auth-root-authentication-method=socket", "--skip-test-db"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+         f"--port={port}", "--bind-address=127.0.0.1", "--user=root",
+         f"--pid-file={base / 'mysqld.pid'}", f"--log-error={base / 'error.log'}",
+         "--skip-log-bin"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=60, proc=proc)
+        yield MariaDB(port=port, socket=sock)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -1,0 +1,170 @@
+"""The rendered nginx configs, checked by the real nginx: `nginx -t` with real certificate
+files, and the reverse proxy's basic auth exercised over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from otactl import render, secretstore
+from otactl.config import load_values
+from tests.conftest import free_port, require_binary, wait_for_port
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Server chain, key, device CA and an empty CRL, as the gateway-tls Secret holds them
+    (made with openssl here, independent of otactl's own PKI code)."""
+    d = tmp_path_factory.mktemp("tls")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=dev-ca",
+             "-days", "2", cwd=d)  # fmt: skip
+    _openssl("req", "-x509", *ec, "-keyout", "sca.key", "-out", "sca.crt", "-subj", "/CN=srv-ca",
+             "-days", "2", cwd=d)  # fmt: skip
+    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=gw", cwd=d)
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "sca.crt", "-CAkey", "sca.key",
+             "-CAcreateserial", "-out", "server.crt", "-days", "2", cwd=d)  # fmt: skip
+    (d / "server.chain.pem").write_bytes(
+        (d / "server.crt").read_bytes() + (d / "sca.crt").read_bytes()
+    )
+    (d / "index.txt").write_text("")
+    (d / "ca.cnf").write_text(
+        "[ca]\ndefault_ca=c\n[c]\ndatabase=index.txt\ndefault_md=sha256\ncrlnumber=crlnumber\n"
+    )
+    (d / "crlnumber").write_text("01\n")
+    _openssl("ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "ca.key", "-cert", "ca.crt",
+             "-out", "crl.pem", "-crldays", "2", cwd=d)  # fmt: skip
+    return d
+
+
+def _nginx_test(conf: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    nginx = require_binary("nginx", "/usr/sbin/nginx")
+    path = tmp_path / "nginx.conf"
+    path.write_text(conf)
+    return subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(path)], capture_output=True, text=True
+    )
+
+
+def _local_upstreams(port: int) -> dict[str, str]:
+    return {name: f"127.0.0.1:{port}" for name in render.SCALA_SERVICES}
+
+
+def test_gateway_config_passes_nginx_t(tls_dir: Path, tmp_path: Path):
+    conf = render.gateway_nginx_conf(
+        load_values(), tls_dir=tls_dir, runtime_dir=tmp_path, upstreams=_local_upstreams(9),
+        listen_port=free_port(), plain_ports=(free_port(),),
+    )  # fmt: skip
+    proc = _nginx_test(conf, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "test is successful" in proc.stderr
+    assert "ssl_crl" in conf and "ssl_verify_client on;" in conf
+
+
+def test_gateway_config_fails_nginx_t_without_the_crl(tls_dir: Path, tmp_path: Path):
+    # Shows the check is real: the CRL the config names must exist.
+    broken = tmp_path / "tls"
+    broken.mkdir()
+    for name in ("server.chain.pem", "server.key", "ca.crt"):
+        (broken / name).write_bytes((tls_dir / name).read_bytes())
+    conf = render.gateway_nginx_conf(
+        load_values(), tls_dir=broken, runtime_dir=tmp_path, upstreams=_local_upstreams(9),
+        listen_port=free_port(), plain_ports=(free_port(),),
+    )  # fmt: skip
+    proc = _nginx_test(conf, tmp_path)
+    assert proc.returncode != 0
+    assert "crl.pem" in proc.stderr
+
+
+def test_fixed_routes_for_system_info_and_events():
+    conf = render.gateway_nginx_conf(load_values())
+    assert "rewrite ^/system_info(.*)$ /api/v1/devices/$device_uuid/system_info$1 break;" in conf
+    assert "rewrite ^/events(.*)$ /api/v1/devices/$device_uuid/events$1 break;" in conf
+    assert "rewrite ^/core/" not in conf.split("location ~ ^/system_info")[1]
+
+
+class _Echo(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"{self.path} host={self.headers['Host']} auth={self.headers.get('Authorization')}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_reverse_proxy_requires_the_generated_basic_auth(
+    tls_dir: Path, tmp_path: Path, echo_server: int, request: pytest.FixtureRequest
+):
+    values = load_values()
+    secrets = secretstore.load_or_create(tmp_path / "srv")
+    # nginx reads the user file in its workers (user nobody here, nginx in the pod, where
+    # fsGroup makes the Secret readable): a folder outside root's 0700 pytest tree.
+    auth_dir = Path(tempfile.mkdtemp(prefix="otactl-auth-"))
+    auth_dir.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(auth_dir))
+    (auth_dir / "htpasswd").write_text(
+        render.htpasswd_ssha(values.reverse_proxy.user, secrets.reverse_proxy_password)
+    )
+    http_port = free_port()
+    conf = render.reverse_proxy_nginx_conf(
+        values, tls_dir=tls_dir, auth_dir=auth_dir, runtime_dir=tmp_path,
+        upstreams=_local_upstreams(echo_server), http_port=http_port, https_port=free_port(),
+    )  # fmt: skip
+    assert _nginx_test(conf, tmp_path).returncode == 0
+    nginx = require_binary("nginx", "/usr/sbin/nginx")
+    proc = subprocess.Popen(
+        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(http_port, proc=proc)
+
+        def get(host: str, user: str | None, password: str | None) -> tuple[int, str]:
+            req = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/v3/config")
+            req.add_header("Host", host)
+            if user is not None:
+                token = base64.b64encode(f"{user}:{password}".encode()).decode()
+                req.add_header("Authorization", f"Basic {token}")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return resp.status, resp.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, ""
+
+        user, password = values.reverse_proxy.user, secrets.reverse_proxy_password
+        assert get("treehub.example.com", None, None)[0] == 401
+        assert get("treehub.example.com", user, "wrong")[0] == 401
+        status, body = get("treehub.example.com", user, password)
+        assert status == 200
+        assert body.startswith("/api/v3/config host=treehub.example.com")
+        assert "auth=None" in body  # the credentials stop at the proxy
+        assert get("tuf-reposerver.example.com", user, password)[0] == 200
+        assert get("unknown.example.com", user, password)[0] == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
