@@ -1,0 +1,491 @@
+"""The local simulated cluster behaves like a cluster, and its stand-in like the OTA services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otactl import localcluster
+
+from .conftest import LocalCluster, StandinKnobs
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _otactl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "otactl", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def namespace(local_cluster: LocalCluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", name)
+    yield name
+    local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _service(local_cluster: LocalCluster, ns: str, app: str, replicas: int = 1) -> None:
+    """An OTA-like Deployment (pods on 9001) and its Service on port 80, then wait Available."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": app},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": app}},
+                    "template": {
+                        "metadata": {"labels": {"app": app}},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": app,
+                                    "image": f"advancedtelematic/{app}:0.0.0",
+                                    "ports": [{"containerPort": 9001}],
+                                }
+                            ]
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": app},
+                "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 9001}]},
+            },
+        ],
+    }
+    local_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+    local_cluster.kubectl(
+        "wait", "-n", ns, "--for=condition=Available", f"deployment/{app}", "--timeout=60s"
+    )
+    # The proxy needs an endpoint; the EndpointSlice follows the pods' readiness.
+    local_cluster.kubectl(
+        "wait", "-n", ns, "--for=jsonpath={.subsets[0].addresses[0].ip}", f"endpoints/{app}",
+        "--timeout=30s",
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def test_nodes_ready_through_python_client(local_cluster: LocalCluster) -> None:
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(str(local_cluster.kubeconfig)))
+    nodes = api.list_node().items
+    assert sorted(n.metadata.name for n in nodes) == ["kwok-node-0", "kwok-node-1"]
+    for n in nodes:
+        ready = {c.type: c.status for c in n.status.conditions}["Ready"]
+        assert ready == "True", n.metadata.name
+
+
+def test_version_is_the_pinned_release(local_cluster: LocalCluster) -> None:
+    out = json.loads(local_cluster.kubectl("version", "-o", "json").stdout)
+    assert out["serverVersion"]["gitVersion"] == localcluster.pinned_release()
+    assert out["clientVersion"]["gitVersion"] == localcluster.pinned_release()
+
+
+def test_deployment_becomes_available(local_cluster: LocalCluster, namespace: str) -> None:
+    _service(local_cluster, namespace, "web-events", replicas=3)
+    dep = json.loads(
+        local_cluster.kubectl("get", "-n", namespace, "deployment/web-events", "-o", "json").stdout
+    )
+    assert dep["status"]["availableReplicas"] == 3
+    pods = json.loads(local_cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)
+    ips = [p["status"]["podIP"] for p in pods["items"]]
+    # Pod IPs come from the netns-only range, never loopback (the proxy refuses loopback).
+    assert all(ip.startswith("10.244.") for ip in ips) and len(set(ips)) == 3
+
+
+def test_statefulset_with_pvc_becomes_ready(local_cluster: LocalCluster, namespace: str) -> None:
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "treehub"},
+        "spec": {
+            "serviceName": "treehub",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "treehub"}},
+            "template": {
+                "metadata": {"labels": {"app": "treehub"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "treehub",
+                            "image": "advancedtelematic/treehub:0.0.0",
+                            "volumeMounts": [{"name": "objects", "mountPath": "/objects"}],
+                        }
+                    ]
+                },
+            },
+            # No storageClassName: the default class (`standard`) must be filled in.
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "objects"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "5Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    local_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(sts))
+    local_cluster.kubectl(
+        "rollout", "status", "-n", namespace, "statefulset/treehub", "--timeout=60s"
+    )
+    got = json.loads(
+        local_cluster.kubectl("get", "-n", namespace, "statefulset/treehub", "-o", "json").stdout
+    )
+    assert got["status"]["readyReplicas"] == 1
+    pvc = json.loads(
+        local_cluster.kubectl("get", "-n", namespace, "pvc/objects-treehub-0", "-o", "json").stdout
+    )
+    assert pvc["status"]["phase"] == "Bound"
+    assert pvc["spec"]["storageClassName"] == "standard"
+    pv = json.loads(
+        local_cluster.kubectl("get", f"pv/{pvc['spec']['volumeName']}", "-o", "json").stdout
+    )
+    assert pv["status"]["phase"] == "Bound"
+    assert pv["spec"]["capacity"]["storage"] == "5Gi"
+
+
+def test_default_storage_class_is_standard(local_cluster: LocalCluster) -> None:
+    sc = json.loads(local_cluster.kubectl("get", "storageclass", "standard", "-o", "json").stdout)
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+
+
+def test_job_completes(local_cluster: LocalCluster, namespace: str) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "migrate", "image": "mariadb:10.11"}],
+                }
+            }
+        },
+    }
+    local_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(job))
+    local_cluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Complete", "job/migrate", "--timeout=60s"
+    )
+    got = json.loads(
+        local_cluster.kubectl("get", "-n", namespace, "job/migrate", "-o", "json").stdout
+    )
+    assert got["status"]["succeeded"] == 1
+
+
+def test_deleted_pods_go_away(local_cluster: LocalCluster, namespace: str) -> None:
+    _service(local_cluster, namespace, "campaigner")
+    local_cluster.kubectl("delete", "-n", namespace, "deployment/campaigner", "--wait=true")
+    local_cluster.kubectl(
+        "wait", "-n", namespace, "--for=delete", "pod", "-l", "app=campaigner", "--timeout=60s"
+    )
+    left = local_cluster.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout
+    assert left.strip() == ""
+
+
+# --------------------------------------------------------------------------- the stand-in
+
+
+def test_service_proxy_reaches_standin_health(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    _service(local_cluster, namespace, "director", replicas=2)
+    r = local_cluster.proxy("GET", namespace, "director", "/health")
+    assert (r.status, r.json()) == (200, {"status": "OK"})
+    assert local_cluster.proxy("GET", namespace, "director", "/health/dependencies").status == 200
+    version = local_cluster.proxy("GET", namespace, "director", "/health/version")
+    assert version.status == 200 and version.json()["name"] == "director"
+    # The same path through kubectl: what a user would type.
+    raw = local_cluster.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/{namespace}/services/director:80/proxy/health"
+    )
+    assert json.loads(raw.stdout) == {"status": "OK"}
+    # Each pod IP is known to the stand-in as a director pod.
+    apps = [p["app"] for p in standin.pods().values() if p["namespace"] == namespace]
+    assert apps == ["director", "director"]
+
+
+def test_warmup_then_healthy(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    standin.set(warmup_seconds={"tuf-keyserver": 3})
+    _service(local_cluster, namespace, "tuf-keyserver")
+    r = local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health")
+    assert r.status == 503
+    failing = r.json()
+    assert failing["database"]["status"] == "DOWN"  # a map of failing checks
+    assert (
+        local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health/dependencies").status == 502
+    )
+    deadline = time.monotonic() + 10
+    while local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health").status != 200:
+        assert time.monotonic() < deadline, "warm-up did not end"
+        time.sleep(0.5)
+    # A restart starts the warm-up again.
+    assert standin.restart("tuf-keyserver") == 1
+    assert local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health").status == 503
+
+
+def test_never_healthy_and_bursts(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    _service(local_cluster, namespace, "campaigner")
+    standin.set(never_healthy=["campaigner"])
+    assert local_cluster.proxy("GET", namespace, "campaigner", "/health").status == 503
+    standin.set(never_healthy=[], bursts={"campaigner": {"count": 2, "status": 500}})
+    statuses = [
+        local_cluster.proxy("GET", namespace, "campaigner", "/health").status for _ in range(3)
+    ]
+    assert statuses == [500, 500, 200]
+    assert standin.get()["bursts"]["campaigner"]["count"] == 0
+
+
+def test_reposerver_user_repo_409_423_and_signed_root(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    from tuf.api.metadata import Metadata, Root
+    from tuf.api.serialization.json import CanonicalJSONSerializer
+
+    standin.set(keygen_delay_seconds=2)
+    _service(local_cluster, namespace, "tuf-reposerver")
+    hdr = {"x-ats-namespace": "default"}
+    before = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
+    assert before.status == 404
+    created = local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}, hdr)
+    assert created.status == 200
+    repo_id = created.json()
+    assert isinstance(repo_id, str) and uuid.UUID(repo_id)
+    again = local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}, hdr)
+    assert again.status == 409
+    pending = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
+    assert pending.status == 423
+    deadline = time.monotonic() + 10
+    while True:
+        root = local_cluster.proxy(
+            "GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json"
+        )
+        if root.status == 200:
+            break
+        assert root.status == 423 and time.monotonic() < deadline
+        time.sleep(0.3)
+    headers = {k.lower(): v for k, v in root.headers.items()}
+    assert headers["x-ats-tuf-repo-id"] == repo_id
+    md = Metadata[Root].from_bytes(root.body)
+    md.signed.verify_delegate(
+        Root.type, CanonicalJSONSerializer().serialize(md.signed), md.signatures
+    )
+    assert set(md.signed.roles) == {"root", "targets", "snapshot", "timestamp"}
+    assert standin.state()["user_repos"] == {"default": repo_id}
+
+
+def test_root_signature_fails_when_tampered(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    from tuf.api.exceptions import UnsignedMetadataError
+    from tuf.api.metadata import Metadata, Root
+    from tuf.api.serialization.json import CanonicalJSONSerializer
+
+    standin.set(keygen_delay_seconds=0)
+    _service(local_cluster, namespace, "tuf-reposerver")
+    assert (
+        local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}).status
+        == 200
+    )
+    root = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
+    md = Metadata[Root].from_bytes(root.body)
+    md.signed.version += 1
+    with pytest.raises(UnsignedMetadataError):
+        md.signed.verify_delegate(
+            Root.type, CanonicalJSONSerializer().serialize(md.signed), md.signatures
+        )
+
+
+def test_keyserver_423_then_root_and_targets_pair(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    from securesystemslib.signer import CryptoSigner, SSlibKey
+    from tuf.api.metadata import Metadata, Root
+
+    standin.set(keygen_delay_seconds=2)
+    _service(local_cluster, namespace, "tuf-reposerver")
+    _service(local_cluster, namespace, "tuf-keyserver")
+    repo_id = local_cluster.proxy(
+        "POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}
+    ).json()
+    assert (
+        local_cluster.proxy(
+            "GET", namespace, "tuf-keyserver", f"/api/v1/root/{uuid.uuid4()}"
+        ).status
+        == 404
+    )
+    assert (
+        local_cluster.proxy("GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}").status
+        == 423
+    )
+    time.sleep(2.2)
+    root = local_cluster.proxy("GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}")
+    assert root.status == 200
+    pairs = local_cluster.proxy(
+        "GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}/keys/targets/pairs"
+    )
+    assert pairs.status == 200
+    [pair] = pairs.json()
+    assert pair["keytype"] == "ED25519"
+    # The pair's public key is the root's targets key, and its private key signs for it.
+    md = Metadata[Root].from_bytes(root.body)
+    [targets_keyid] = md.signed.roles["targets"].keyids
+    targets_key = md.signed.keys[targets_keyid]
+    assert isinstance(targets_key, SSlibKey)
+    assert targets_key.keyval["public"] == pair["keyval"]["public"]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    priv = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(pair["keyval"]["private"]))
+    sig = CryptoSigner(priv, targets_key).sign(b"payload")
+    targets_key.verify_signature(sig, b"payload")
+
+
+def test_director_admin_repo(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    _service(local_cluster, namespace, "director")
+    path = "/api/v1/admin/repo"
+    assert local_cluster.proxy("GET", namespace, "director", f"{path}/root.json").status == 404
+    first = local_cluster.proxy("POST", namespace, "director", path, {})
+    assert (first.status, first.body) == (201, b"")
+    assert local_cluster.proxy("POST", namespace, "director", path, {}).status == 409
+    root = local_cluster.proxy("GET", namespace, "director", f"{path}/root.json")
+    assert root.status == 200 and root.json()["signed"]["_type"] == "root"
+
+
+def test_device_registry_keeps_uuid_of_known_device_id(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    _service(local_cluster, namespace, "device-registry", replicas=2)
+    first_uuid, other_uuid = str(uuid.uuid4()), str(uuid.uuid4())
+    dev = {
+        "uuid": first_uuid,
+        "deviceId": "demo-device",
+        "deviceName": "demo-device",
+        "deviceType": "Other",
+        "credentials": "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n",
+        "credentialsType": "PEM",
+    }
+    r = local_cluster.proxy("PUT", namespace, "device-registry", "/api/v1/devices", dev)
+    assert (r.status, r.json()) == (200, first_uuid)
+    # Same deviceId, new uuid and credentials: the original uuid comes back (state is shared
+    # by both pods of the service, whichever one the proxy picks).
+    dev2 = {**dev, "uuid": other_uuid, "credentials": "NEW"}
+    for _ in range(3):
+        r = local_cluster.proxy("PUT", namespace, "device-registry", "/api/v1/devices", dev2)
+        assert (r.status, r.json()) == (200, first_uuid)
+    bad = local_cluster.proxy("PUT", namespace, "device-registry", "/api/v1/devices", {"x": 1})
+    assert bad.status == 400
+    search = local_cluster.proxy("GET", namespace, "device-registry", "/api/v1/devices").json()
+    assert search["total"] == 1 and search["values"][0]["uuid"] == first_uuid
+    [registered] = standin.devices()
+    assert registered["uuid"] == first_uuid and registered["credentials"] == "NEW"
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_up_twice_refuses(local_cluster: LocalCluster, tmp_path: Path) -> None:
+    # The same state dir, through the CLI as a user would run it.
+    res = _otactl("--generated", str(local_cluster.generated), "local-cluster", "up", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "already running" in res.stderr and "Traceback" not in res.stderr
+    # Another state dir on the running cluster's port: the busy port is named.
+    res = _otactl(
+        "--generated", str(tmp_path / "g"), "local-cluster", "up",
+        f"--api-port={local_cluster.info.api_port}", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert f"port {local_cluster.info.api_port}" in res.stderr and "busy" in res.stderr
+    # Nothing of the refused attempt is left behind.
+    assert not (tmp_path / "g" / "local" / "state.json").exists()
+
+
+def test_status_reports_running_cluster(local_cluster: LocalCluster, tmp_path: Path) -> None:
+    res = _otactl(
+        "--generated", str(local_cluster.generated), "local-cluster", "status", "-o", "json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    st = json.loads(res.stdout)
+    assert st["running"] and st["api_ready"]
+    assert set(st["processes"]) == {
+        "forwarder", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+        "kwok", "standin",
+    }  # fmt: skip
+    assert all(st["processes"].values())
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"  # exited, waiting to be reaped by init
+
+
+def test_up_down_cli_leaves_nothing_behind(tmp_path: Path) -> None:
+    generated = tmp_path / "generated"
+    res = _otactl(
+        "--generated", str(generated), "local-cluster", "up", "--api-port=0",
+        "--control-port=0", "--no-standin", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "export KUBECONFIG=" in res.stdout
+    state = json.loads((generated / "local" / "state.json").read_text())
+    pids = [p["pid"] for p in state["processes"]]
+    assert {p["name"] for p in state["processes"]} == {
+        "forwarder", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+    }  # fmt: skip
+    assert all(not _gone(pid) for pid in pids)
+    kubeconfig = generated / "local" / "kubeconfig"
+    assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
+    assert oct((generated / "local" / "pki" / "ca.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((generated / "local" / "pki").stat().st_mode & 0o777) == "0o700"
+
+    res = _otactl("--generated", str(generated), "local-cluster", "down", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, [p for p in pids if not _gone(p)]
+        time.sleep(0.1)
+    assert not Path("/run/netns", state["netns"]).exists()
+    assert not (generated / "local" / "state.json").exists()
+    assert not kubeconfig.exists() and not (generated / "local" / "pki").exists()
+    assert (generated / "local" / "logs" / "kube-apiserver.log").exists()
+    res = _otactl("--generated", str(generated), "local-cluster", "status", cwd=tmp_path)
+    assert res.returncode == 1 and "no local cluster" in res.stdout
