@@ -806,8 +806,19 @@ def _plan(
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of `size` items; when `items` raises (a bad CSV row), the items before it are
+    still handed out first, so every row above a bad one gets its bundle."""
     chunk: list[Any] = []
-    for item in items:
+    it = iter(items)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            break
+        except Exception:
+            if chunk:
+                yield chunk
+            raise
         chunk.append(item)
         if len(chunk) >= size:
             yield chunk
