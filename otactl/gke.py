@@ -9,6 +9,7 @@ errors become one-line `GkeError`s naming the cluster; progress goes through a c
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import time
@@ -146,22 +147,12 @@ class KubeconfigEntry:
 
 
 def load_credentials(credentials_file: Path | None = None) -> Credentials:
-    """Credentials from a service-account (or other google-auth) JSON file, else from ADC."""
+    """Credentials from a service-account JSON key, else Application Default Credentials."""
     import google.auth
     from google.auth import exceptions as auth_exceptions
 
     if credentials_file is not None:
-        if not Path(credentials_file).is_file():
-            raise GkeCredentialsError(f"--credentials {credentials_file}: no such file")
-        try:
-            creds, _ = google.auth.load_credentials_from_file(
-                str(credentials_file), scopes=list(SCOPES)
-            )
-        except auth_exceptions.DefaultCredentialsError as e:
-            raise GkeCredentialsError(
-                f"--credentials {credentials_file}: not usable credentials: {_one_line(str(e))}"
-            ) from e
-        return creds
+        return _service_account(Path(credentials_file))
     try:
         creds, _ = google.auth.default(scopes=list(SCOPES))
     except auth_exceptions.DefaultCredentialsError as e:
@@ -170,6 +161,35 @@ def load_credentials(credentials_file: Path | None = None) -> Credentials:
             "or set GOOGLE_APPLICATION_CREDENTIALS (Application Default Credentials)"
         ) from e
     return creds
+
+
+def _service_account(path: Path) -> Credentials:
+    # Only service-account keys here: google-auth warns that its generic loader would also
+    # run whatever an "external account" file names. Other kinds go through ADC.
+    from google.oauth2 import service_account
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError as e:
+        raise GkeCredentialsError(f"--credentials {path}: no such file") from e
+    except OSError as e:
+        raise GkeCredentialsError(f"--credentials {path}: cannot read: {e.strerror}") from e
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise GkeCredentialsError(f"--credentials {path}: not JSON") from e
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        kind = info.get("type") if isinstance(info, dict) else None
+        raise GkeCredentialsError(
+            f"--credentials {path}: not a service-account key (type {kind!r}); "
+            "point GOOGLE_APPLICATION_CREDENTIALS at other kinds of credentials"
+        )
+    try:
+        return service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))
+    except ValueError as e:
+        raise GkeCredentialsError(
+            f"--credentials {path}: unusable service-account key: {_one_line(str(e))}"
+        ) from e
 
 
 def make_client(credentials: Credentials, endpoint: str | None = None) -> ClusterManagerClient:
@@ -236,8 +256,10 @@ def _calling(ref: ClusterRef, client: ClusterManagerClient | None = None) -> Ite
     except api.GoogleAPICallError as e:
         raise _api_error(ref, e) from e
     except auth_exceptions.RefreshError as e:
+        # args[0] is the token endpoint's "error: description"; args[1] its whole answer.
+        reason = str(e.args[0]) if e.args else str(e)
         raise GkeCredentialsError(
-            f"{ref}: Google refused the credentials: {_one_line(str(e))}"
+            f"{ref}: Google refused the credentials: {_one_line(reason)}"
         ) from e
     except (api.RetryError, auth_exceptions.TransportError, requests.RequestException) as e:
         where = f" at {client.api_endpoint}" if client is not None else ""

@@ -168,6 +168,13 @@ def credentials(
         credentials_file=credentials,
         auth_plugin=shutil.which(gke.AUTH_PLUGIN),
     )
+    # google-auth keeps expiry as a naive UTC datetime.
+    expiry = f"{entry.token_expiry.isoformat(timespec='seconds')}Z" if entry.token_expiry else None
+    if expiry is not None:
+        info(
+            f"{gke.AUTH_PLUGIN} not on PATH: the context holds a token that expires at "
+            f"{expiry}; run this command again to renew it"
+        )
     if output is Output.json:
         emit_json(
             {
@@ -175,18 +182,11 @@ def credentials(
                 "kubeconfig": str(entry.kubeconfig),
                 "endpoint": entry.server,
                 "auth": entry.auth,
-                "token_expiry": entry.token_expiry.isoformat() + "Z"
-                if entry.token_expiry
-                else None,
+                "token_expiry": expiry,
             }
         )
-        return
-    echo(f"context {entry.context} written to {entry.kubeconfig} (server {entry.server})")
-    if entry.token_expiry is not None:
-        info(
-            f"{gke.AUTH_PLUGIN} not on PATH: the context holds a token that expires at "
-            f"{entry.token_expiry:%H:%M} UTC; run this command again to renew it"
-        )
+    else:
+        echo(f"context {entry.context} written to {entry.kubeconfig} (server {entry.server})")
 
 
 @app.command()
@@ -204,7 +204,7 @@ def delete(
     if not yes:
         if not sys.stdin.isatty():
             raise ConfigError(f"{ref}: refusing to delete without --yes in a non-interactive run")
-        typer.confirm(f"Delete {ref} with all its nodes and disks?", abort=True)
+        typer.confirm(f"Delete {ref} with all its nodes and disks?", abort=True, err=True)
     _, client = _client(credentials)
     with _progress() as progress:
         gke.delete_cluster(client, ref, gke.Waiting(timeout, poll_interval, progress))
