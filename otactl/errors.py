@@ -12,6 +12,7 @@ Exit codes (documented in the README):
  10  GKE conflict: the cluster exists with other settings, or is busy (409)
  11  GKE quota exhausted (429 / RESOURCE_EXHAUSTED)
  12  GKE cluster not found (404)
+ 13  copying a bundle to a device over SSH failed (host key, login, transfer)
 """
 
 from __future__ import annotations
@@ -111,3 +112,9 @@ class LocalClusterError(OtactlError):
     """The local simulated cluster cannot be built, started, stopped or found."""
 
     exit_code = 1
+
+
+class PushError(OtactlError):
+    """A device bundle could not be copied to a device over SSH."""
+
+    exit_code = 13
