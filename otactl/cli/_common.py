@@ -13,6 +13,7 @@ import typer
 
 if TYPE_CHECKING:
     from otactl.config import Values
+    from otactl.kube import Cluster
 
 
 class Output(StrEnum):
@@ -55,13 +56,36 @@ SetOpt = Annotated[
 ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Values profile: local or gke.")]
 
 
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
+    ),
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace (overrides the values).")
+]
+
+
+def connect(kubeconfig: Path | None, context: str | None) -> Cluster:
+    """The cluster connection (imports the kubernetes client only now)."""
+    from otactl import kube
+
+    return kube.connect(kubeconfig, context)
+
+
 def state(
     ctx: typer.Context,
     config: Path | None = None,
     sets: list[str] | None = None,
     profile: str | None = None,
+    namespace: str | None = None,
 ) -> State:
     """The global state, with a command's own values options laid over the global ones."""
+    if namespace is not None:
+        sets = [*(sets or []), f"namespace={namespace}"]
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
     if config is not None:

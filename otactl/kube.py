@@ -1,0 +1,413 @@
+"""The one adapter to the Kubernetes API (the official `kubernetes` client).
+
+Objects travel as plain dicts (JSON), so the rest of otactl never sees client models. Every
+API error is turned into one line naming the object and what the server said; only what
+can succeed later is retried (connection errors, 429 with Retry-After, 5xx, 409 on apply)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from otactl.errors import (
+    ClusterError,
+    ClusterForbidden,
+    ClusterUnauthorized,
+    ClusterUnreachable,
+    ConfigError,
+)
+from otactl.service_api import Response
+
+FIELD_MANAGER = "otactl"
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=otactl,app.kubernetes.io/part-of=ota-ce"
+
+# kind → (API prefix, plural, namespaced). Only the kinds otactl renders, waits on or reads:
+# a fixed table costs no discovery round trips.
+RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "Node": ("/api/v1", "nodes", False),
+    "Secret": ("/api/v1", "secrets", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Service": ("/api/v1", "services", True),
+    "Pod": ("/api/v1", "pods", True),
+    "Event": ("/api/v1", "events", True),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
+    "Job": ("/apis/batch/v1", "jobs", True),
+    "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
+}
+RETRIES = 6
+REQUEST_TIMEOUT = (10.0, 60.0)
+
+
+def ref(obj: dict[str, Any]) -> str:
+    """`Kind namespace/name` for messages."""
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+def _resource_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    try:
+        prefix, plural, namespaced = RESOURCES[kind]
+    except KeyError:
+        raise ClusterError(f"otactl does not handle objects of kind {kind}") from None
+    path = prefix
+    if namespaced:
+        if not namespace:
+            raise ClusterError(f"{kind} {name}: a namespace is required")
+        path += f"/namespaces/{quote(namespace)}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{quote(name)}"
+    return path
+
+
+def _status_message(body: bytes) -> str:
+    """The `message` of a Kubernetes Status body; never the raw body (it can hold data)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(data, dict) and data.get("kind") == "Status":
+        return str(data.get("message", ""))
+    return ""
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    """Which cluster: shown before otactl changes anything."""
+
+    server: str
+    context: str | None
+    source: str
+
+
+class Cluster:
+    """A connection (one urllib3 pool) to one API server."""
+
+    def __init__(self, api_client: Any, target: KubeTarget) -> None:
+        self._api = api_client
+        self.target = target
+
+    # --- raw requests -----------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: Any = REQUEST_TIMEOUT,
+    ) -> Any:
+        """One request; returns the client's RESTResponse (body not read yet)."""
+        from kubernetes.client.exceptions import ApiException
+
+        hdrs = {"Accept": "application/json", **(headers or {})}
+        if content_type:
+            hdrs["Content-Type"] = content_type
+        qs = [(k, v) for k, v in (query or {}).items() if v is not None]
+        _method, url, hdrs, sbody, _ = self._api.param_serialize(
+            method, path, query_params=qs, header_params=hdrs, auth_settings=["BearerToken"]
+        )
+        if isinstance(body, bytes | str):
+            sbody = body
+        elif body is not None:
+            sbody = self._api.sanitize_for_serialization(body)
+        try:
+            return self._api.rest_client.request(
+                method, url, headers=hdrs, body=sbody, _request_timeout=timeout
+            )
+        except ApiException as e:  # status 0: TLS or request-building failures
+            raise ClusterUnreachable(
+                f"cannot talk to the Kubernetes API at {self.target.server}: "
+                f"{str(e.reason).splitlines()[-1]}"
+            ) from e
+        except Exception as e:
+            import urllib3
+
+            if isinstance(e, urllib3.exceptions.HTTPError):
+                cause = getattr(e, "reason", None) or e
+                raise ClusterUnreachable(
+                    f"cannot reach the Kubernetes API at {self.target.server}: {_short(cause)}"
+                ) from e
+            raise
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        ok_missing: bool = False,
+        retry_conflict: bool = False,
+        deadline: float | None = None,
+    ) -> dict[str, Any] | None:
+        """A JSON request with otactl's retry and error policy. `what` names the verb and
+        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`."""
+        attempt = 0
+        end = deadline if deadline is not None else time.monotonic() + 120
+        while True:
+            attempt += 1
+            try:
+                resp = self._send(method, path, query=query, body=body, content_type=content_type)
+            except ClusterUnreachable:
+                if attempt >= RETRIES or time.monotonic() > end:
+                    raise
+                time.sleep(min(0.2 * 2**attempt, 5))
+                continue
+            status = resp.status
+            data = resp.read()
+            if 200 <= status < 300:
+                return json.loads(data) if data else {}
+            if status == 404 and ok_missing:
+                return None
+            retryable = status == 429 or status >= 500 or (status == 409 and retry_conflict)
+            if retryable and attempt < RETRIES and time.monotonic() < end:
+                retry_after = resp.headers.get("Retry-After")
+                delay = float(retry_after) if retry_after and retry_after.isdigit() else 0.0
+                time.sleep(max(delay, min(0.2 * 2**attempt, 5)))
+                continue
+            raise self._error(status, data, what)
+
+    def _error(self, status: int, body: bytes, what: str) -> ClusterError:
+        message = _status_message(body) or f"HTTP {status}"
+        if status == 401:
+            return ClusterUnauthorized(
+                f"the Kubernetes API at {self.target.server} rejected otactl's credentials "
+                f"(expired or invalid) on {what}: {message}"
+            )
+        if status == 403:
+            return ClusterForbidden(f"RBAC refused {what}: {message}")
+        return ClusterError(f"{what} failed ({status}): {message}")
+
+    # --- objects ----------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The server's version; also the first reachability and credentials check."""
+        data = self.request("GET", "/version", what="get /version")
+        assert data is not None
+        return str(data.get("gitVersion", "?"))
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        path = _resource_path(kind, namespace, name)
+        what = f"get {kind} {namespace + '/' if namespace else ''}{name}"
+        return self.request("GET", path, what=what, ok_missing=True)
+
+    def list(
+        self, kind: str, namespace: str | None, label_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Objects and the list's resourceVersion (to watch from)."""
+        path = _resource_path(kind, namespace)
+        data = self.request(
+            "GET",
+            path,
+            query={"labelSelector": label_selector},
+            what=f"list {RESOURCES[kind][1]} in {namespace or 'the cluster'}",
+        )
+        assert data is not None
+        items = data.get("items", [])
+        for item in items:  # list items carry no kind
+            item.setdefault("kind", kind)
+        return items, str(data.get("metadata", {}).get("resourceVersion", ""))
+
+    def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply as field manager `otactl` (conflicts forced: otactl owns what
+        it renders). An unchanged object is not written: its resourceVersion stays."""
+        meta = obj["metadata"]
+        path = _resource_path(obj["kind"], meta.get("namespace"), meta["name"])
+        result = self.request(
+            "PATCH",
+            path,
+            query={
+                "fieldManager": FIELD_MANAGER,
+                "force": "true",
+                "dryRun": "All" if dry_run else None,
+            },
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            what=f"apply {ref(obj)}",
+            retry_conflict=True,
+        )
+        assert result is not None
+        return result
+
+    def delete(
+        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+    ) -> bool:
+        """Delete one object; False when it was already gone."""
+        path = _resource_path(kind, namespace, name)
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        what = f"delete {kind} {namespace + '/' if namespace else ''}{name}"
+        return self.request("DELETE", path, body=body, what=what, ok_missing=True) is not None
+
+    def watch(
+        self,
+        kind: str,
+        namespace: str | None,
+        resource_version: str,
+        timeout: float,
+        label_selector: str | None = None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events (type, object) after `resource_version`, for at most `timeout` seconds.
+        Ends normally when the server closes the watch; raises ClusterError with status 410
+        in the message when the version is too old (the caller lists again)."""
+        path = _resource_path(kind, namespace)
+        seconds = max(1, int(timeout))
+        resp = self._send(
+            "GET",
+            path,
+            query={
+                "watch": "true",
+                "resourceVersion": resource_version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": seconds,
+                "labelSelector": label_selector,
+            },
+            timeout=(10.0, seconds + 10.0),
+        )
+        if resp.status != 200:
+            raise self._error(resp.status, resp.read(), f"watch {RESOURCES[kind][1]}")
+        raw = resp.response
+        try:
+            for line in raw:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                obj = event.get("object", {})
+                if event.get("type") == "ERROR":
+                    code = obj.get("code")
+                    raise ClusterError(f"watch {RESOURCES[kind][1]}: {code} {obj.get('message')}")
+                obj.setdefault("kind", kind)
+                yield event["type"], obj
+        except Exception as e:
+            import urllib3
+
+            if isinstance(e, urllib3.exceptions.HTTPError | OSError):
+                return  # the stream broke: the caller lists and watches again
+            raise
+        finally:
+            raw.release_conn()
+
+    def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 5) -> str:
+        """The last lines a (crashed) container wrote, for wait explanations."""
+        path = _resource_path("Pod", namespace, pod) + "/log"
+        query = {"container": container, "tailLines": lines, "previous": "true"}
+        resp = self._send("GET", path, query=query)
+        if resp.status != 200:
+            query.pop("previous")
+            resp = self._send("GET", path, query=query)
+        return resp.read().decode(errors="replace").strip() if resp.status == 200 else ""
+
+    # --- services ---------------------------------------------------------------------
+
+    def service_caller(self, namespace: str, port: int = 80) -> ServiceProxyCaller:
+        """A `ServiceCaller` through the API server's service proxy, on this connection."""
+        return ServiceProxyCaller(self, namespace, port)
+
+    def node_addresses(self) -> list[dict[str, str]]:
+        """Every node's addresses ({"type": "InternalIP", "address": ...})."""
+        nodes, _ = self.list("Node", None)
+        return [a for n in nodes for a in n.get("status", {}).get("addresses", [])]
+
+
+class ServiceProxyCaller:
+    """`/api/v1/namespaces/NS/services/NAME:PORT/proxy/PATH`. Answers of the service, and
+    the API server's own (Status objects), come back as `Response`; only RBAC refusal and
+    lost credentials of the API server itself raise."""
+
+    def __init__(self, cluster: Cluster, namespace: str, port: int) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.port = port
+
+    def __call__(
+        self,
+        method: str,
+        service: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        base = f"/api/v1/namespaces/{quote(self.namespace)}/services/{service}:{self.port}/proxy"
+        path, _, qs = path.partition("?")
+        full = base + "/" + path.lstrip("/")
+        if qs:
+            full += "?" + qs
+        resp = self.cluster._send(
+            method,
+            full,
+            body=body,
+            headers=headers,
+            content_type=(headers or {}).get("Content-Type"),
+        )
+        data = resp.read()
+        result = Response(resp.status, data, {k: v for k, v in resp.headers.items()})
+        if result.from_apiserver and resp.status in (401, 403):
+            raise self.cluster._error(
+                resp.status, data, f"{method} services/proxy {self.namespace}/{service}"
+            )
+        return result
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    for marker in ("Connection refused", "Name or service not known", "timed out"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[-1][:200] if text else type(e).__name__
+
+
+def connect(kubeconfig: Path | None = None, context: str | None = None) -> Cluster:
+    """Connect with `--kubeconfig`, else $KUBECONFIG, else ~/.kube/config, else the pod's
+    in-cluster service account. Nothing is sent yet."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    cfg = client.Configuration()
+    env = os.environ.get("KUBECONFIG")
+    default = Path.home() / ".kube" / "config"
+    path = kubeconfig or (Path(env.split(os.pathsep)[0]) if env else None)
+    if path is None and default.exists():
+        path = default
+    try:
+        if path is not None:
+            if not path.exists():
+                raise ConfigError(f"{path}: kubeconfig not found")
+            config.load_kube_config(
+                config_file=str(path),
+                context=context,
+                client_configuration=cfg,
+                persist_config=False,
+            )
+            _, active = config.list_kube_config_contexts(config_file=str(path))
+            ctx_name = context or (active or {}).get("name")
+            source = str(path)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=cfg)
+            ctx_name, source = None, "in-cluster service account"
+        else:
+            raise ConfigError(
+                "no cluster configured: pass --kubeconfig, set KUBECONFIG, or start one with "
+                "`otactl local-cluster up`"
+            )
+    except ConfigException as e:
+        raise ConfigError(f"cannot use the kubeconfig {path}: {e}") from e
+    cfg.connection_pool_maxsize = 32
+    # Retries are otactl's own (see Cluster.request): urllib3 should fail fast.
+    cfg.retries = 0
+    return Cluster(client.ApiClient(cfg), KubeTarget(cfg.host, ctx_name, source))
