@@ -1,0 +1,348 @@
+"""The credentials phase of `otactl up`: TUF repositories, the targets key pair and
+`credentials.zip` for the build tools (garage-push, garage-sign).
+
+The plan (reference sections 3 and 7), safe to run again at any point:
+
+1. tuf-reposerver: `POST /api/v1/user_repo` (200 = created, 409 = the tenant has one: the
+   only call where 409 is fine), then `GET /api/v1/user_repo/root.json` until the keys
+   exist (423 while they are generated); the repo id comes from `x-ats-tuf-repo-id`.
+2. director: `GET /api/v1/admin/repo/root.json` first (404 = missing), and only then
+   `POST /api/v1/admin/repo` (201): a POST on an existing repo makes orphan keys and 409.
+3. tuf-keyserver: `GET /api/v1/root/<repo id>` (423 while generating), then the targets
+   key pair from `/api/v1/root/<repo id>/keys/targets/pairs`; the pair must be the one
+   root.json names for the targets role.
+4. `credentials.zip`, written 0600 and atomically, byte-identical when nothing changed.
+
+Every call carries `x-ats-namespace: <tenant>`. Transient answers are retried within one
+deadline (see `otactl.retry`); anything unexpected stops the phase with a `ServiceError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otactl.errors import PkiError, ServiceError
+from otactl.fsutil import write_private
+from otactl.retry import Deadline, Progress, call
+
+if TYPE_CHECKING:
+    from otactl.config import Values
+    from otactl.service_api import ServiceCaller
+
+REPOSERVER = "tuf-reposerver"
+DIRECTOR = "director"
+KEYSERVER = "tuf-keyserver"
+REPO_ID_HEADER = "x-ats-tuf-repo-id"
+KEYS_PENDING = "keys are still being generated"
+CREDENTIALS_ZIP = "credentials.zip"
+# Zip entries carry a timestamp; a fixed one makes the file depend on its contents only.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class PublicUrls:
+    """Where the build tools and devices reach the server."""
+
+    gateway: str  # the device gateway as really exposed (https://<server name>:<port>)
+    tuf_reposerver: str  # garage-sign appends /api/v1/user_repo/
+    treehub: str  # garage-push talks to <treehub>/api/v3/
+
+    @classmethod
+    def for_domain(cls, domain: str, gateway: str) -> PublicUrls:
+        """The reverse proxy's names, as the rendered `app` config announces them."""
+        return cls(gateway, f"http://tuf-reposerver.{domain}", f"http://treehub.{domain}")
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
+class RepoKeys:
+    """What the services hold for a tenant's image repository."""
+
+    repo_id: str
+    root_json: bytes
+    keytype: str
+    public: str
+    private: str
+    user_repo_created: bool
+    director_repo_created: bool
+
+    def targets_pub(self) -> bytes:
+        return _json({"keytype": self.keytype, "keyval": {"public": self.public}})
+
+    def targets_sec(self) -> bytes:
+        return _json({"keytype": self.keytype, "keyval": {"private": self.private}})
+
+
+@dataclass(frozen=True)
+class CredentialsResult:
+    path: Path
+    repo_id: str
+    changed: bool  # False when the file already held these bytes
+    created: tuple[str, ...]  # "user repo", "director repo"
+    user_keys: dict[str, bytes]  # data of the `user-keys` Secret
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True).encode()
+
+
+def _tenant(tenant: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {"x-ats-namespace": tenant, **(extra or {})}
+
+
+def _root_document(service: str, what: str, body: bytes) -> dict[str, Any]:
+    """A signed root metadata document, checked for shape (not trusted for anything)."""
+    try:
+        doc = json.loads(body)
+        signed = doc["signed"]
+        ok = signed["_type"].lower() == "root" and isinstance(doc["signatures"], list)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ServiceError(f"{service}: {what} is not signed TUF root metadata")
+    return dict(doc)
+
+
+def _user_repo(
+    caller: ServiceCaller, tenant: str, deadline: Deadline, progress: Progress | None
+) -> tuple[str, bytes, dict[str, Any], bool]:
+    path = "/api/v1/user_repo"
+    created = call(
+        caller, REPOSERVER, "POST", path, accept={200, 409}, deadline=deadline,
+        headers=_tenant(tenant), progress=progress,
+    )  # fmt: skip
+    posted_id: str | None = None
+    if created.status == 200:
+        try:
+            posted_id = str(created.json())
+        except ValueError:
+            raise ServiceError(
+                f"{REPOSERVER}: POST {path} answered 200 without a repo id"
+            ) from None
+    root = call(
+        caller, REPOSERVER, "GET", f"{path}/root.json", accept={200, 404}, deadline=deadline,
+        wait_on={423: KEYS_PENDING}, headers=_tenant(tenant), progress=progress,
+    )  # fmt: skip
+    if root.status == 404:
+        said = "created it" if posted_id else "said it exists (409)"
+        raise ServiceError(
+            f"{REPOSERVER}: GET {path}/root.json: no repo for tenant {tenant!r} although "
+            f"POST {path} {said}"
+        )
+    repo_id = root.header(REPO_ID_HEADER)
+    if not repo_id:
+        raise ServiceError(f"{REPOSERVER}: root.json came without the {REPO_ID_HEADER} header")
+    if posted_id is not None and posted_id != repo_id:
+        raise ServiceError(
+            f"{REPOSERVER}: POST {path} created repo {posted_id} but root.json is of {repo_id}"
+        )
+    doc = _root_document(REPOSERVER, "user_repo/root.json", root.body)
+    return repo_id, root.body, doc, posted_id is not None
+
+
+def _director_repo(
+    caller: ServiceCaller, tenant: str, deadline: Deadline, progress: Progress | None
+) -> bool:
+    path = "/api/v1/admin/repo"
+    kw: dict[str, Any] = {"deadline": deadline, "headers": _tenant(tenant), "progress": progress}
+    root = call(caller, DIRECTOR, "GET", f"{path}/root.json", accept={200, 404}, **kw)
+    if root.status == 200:
+        return False
+    made = call(caller, DIRECTOR, "POST", path, accept={200, 201, 409}, **kw)
+    if made.status == 409:
+        # Another run created it between our GET and POST, or an earlier POST of ours
+        # succeeded behind a 5xx: either way it must exist now.
+        again = call(caller, DIRECTOR, "GET", f"{path}/root.json", accept={200, 404}, **kw)
+        if again.status == 404:
+            raise ServiceError(
+                f"{DIRECTOR}: POST {path} answered 409 but GET {path}/root.json answers 404"
+            )
+        return False
+    confirm = call(
+        caller, DIRECTOR, "GET", f"{path}/root.json", accept={200}, wait_on={423: KEYS_PENDING},
+        **kw,
+    )  # fmt: skip
+    _root_document(DIRECTOR, "admin/repo/root.json", confirm.body)
+    return True
+
+
+def _targets_pair(
+    caller: ServiceCaller,
+    tenant: str,
+    repo_id: str,
+    root: dict[str, Any],
+    deadline: Deadline,
+    progress: Progress | None,
+) -> tuple[str, str, str]:
+    base = f"/api/v1/root/{repo_id}"
+    kw: dict[str, Any] = {"deadline": deadline, "headers": _tenant(tenant), "progress": progress}
+    call(caller, KEYSERVER, "GET", base, accept={200}, wait_on={423: KEYS_PENDING}, **kw)
+    pairs = call(
+        caller, KEYSERVER, "GET", f"{base}/keys/targets/pairs", accept={200},
+        wait_on={423: KEYS_PENDING}, **kw,
+    )  # fmt: skip
+    signed = root["signed"]
+    try:
+        keyids = signed["roles"]["targets"]["keyids"]
+        publics = {str(signed["keys"][k]["keyval"]["public"]).strip() for k in keyids}
+        found = pairs.json()
+        candidates = [
+            (str(p["keytype"]), str(p["keyval"]["public"]), str(p["keyval"]["private"]))
+            for p in found
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # Never quote the answer: it holds private keys.
+        raise ServiceError(
+            f"{KEYSERVER}: GET {base}/keys/targets/pairs: not a list of key pairs, or root.json "
+            "names no targets key"
+        ) from None
+    for keytype, public, private in candidates:
+        if public.strip() in publics:
+            return keytype, public, private
+    raise ServiceError(
+        f"{KEYSERVER}: none of the {len(candidates)} targets key pair(s) of repo {repo_id} is "
+        "the targets key in root.json"
+    )
+
+
+def fetch_repo_keys(
+    caller: ServiceCaller,
+    tenant: str,
+    *,
+    timeout: float,
+    progress: Progress | None = None,
+    deadline: Deadline | None = None,
+) -> RepoKeys:
+    """Create what is missing (user repo, director repo) and read the root metadata and
+    the targets key pair, within `timeout` seconds for the whole plan."""
+    deadline = deadline or Deadline(timeout)
+    repo_id, root_json, root, user_created = _user_repo(caller, tenant, deadline, progress)
+    director_created = _director_repo(caller, tenant, deadline, progress)
+    keytype, public, private = _targets_pair(caller, tenant, repo_id, root, deadline, progress)
+    return RepoKeys(repo_id, root_json, keytype, public, private, user_created, director_created)
+
+
+def treehub_json(treehub_url: str, auth: BasicAuth | None) -> bytes:
+    """garage-push's server settings. The reverse proxy in front of treehub asks for basic
+    auth, so the user and password go in `basic_auth` (sota_tools reads `user` and
+    `password` there); `no_auth` only when nothing protects treehub."""
+    data: dict[str, Any] = {"ostree": {"server": treehub_url.rstrip("/") + "/api/v3/"}}
+    if auth is None:
+        data["no_auth"] = True
+    else:
+        data["basic_auth"] = {"user": auth.user, "password": auth.password}
+    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def build_zip(
+    keys: RepoKeys, urls: PublicUrls, server_ca_pem: bytes, auth: BasicAuth | None
+) -> bytes:
+    """The flat `credentials.zip`, identical bytes for identical inputs."""
+    entries = {
+        "autoprov.url": urls.gateway.encode() + b"\n",
+        "server_ca.pem": server_ca_pem,
+        "tufrepo.url": urls.tuf_reposerver.rstrip("/").encode() + b"\n",
+        "targets.pub": keys.targets_pub(),
+        "targets.sec": keys.targets_sec(),
+        "treehub.json": treehub_json(urls.treehub, auth),
+        "root.json": keys.root_json,
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so the mode below is honoured by unzip
+            info.external_attr = 0o600 << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def user_keys_secret(keys: RepoKeys) -> dict[str, bytes]:
+    """Data of the `user-keys` Secret, so the cluster keeps what the zip was made from."""
+    return {
+        "repo_id": keys.repo_id.encode(),
+        "root.json": keys.root_json,
+        "targets.pub": keys.targets_pub(),
+        "targets.sec": keys.targets_sec(),
+    }
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write `data` 0600 atomically unless the file holds exactly these bytes already."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_private(path, data)
+    return True
+
+
+def ensure_credentials(
+    caller: ServiceCaller,
+    *,
+    tenant: str,
+    urls: PublicUrls,
+    server_ca_pem: bytes,
+    auth: BasicAuth | None,
+    out: Path,
+    timeout: float,
+    progress: Progress | None = None,
+) -> CredentialsResult:
+    """The whole phase: repositories, keys, `out` (credentials.zip), Secret data."""
+    keys = fetch_repo_keys(caller, tenant, timeout=timeout, progress=progress)
+    data = build_zip(keys, urls, server_ca_pem, auth)
+    changed = write_if_changed(out, data)
+    created = tuple(
+        what
+        for what, made in (("user repo", keys.user_repo_created),
+                           ("director repo", keys.director_repo_created))
+        if made
+    )  # fmt: skip
+    return CredentialsResult(out, keys.repo_id, changed, created, user_keys_secret(keys))
+
+
+def credentials_for_values(
+    caller: ServiceCaller,
+    values: Values,
+    server_dir: Path,
+    gateway_url: str,
+    *,
+    out: Path | None = None,
+    timeout: float | None = None,
+    progress: Progress | None = None,
+) -> CredentialsResult:
+    """`ensure_credentials` with what the values and `generated/<server>/` hold: tenant,
+    public names from `domain`, the server CA, the reverse proxy's user and password.
+    `gateway_url` is the gateway as really exposed (the deploy code knows the port)."""
+    from otactl.pki import ServerFiles
+    from otactl.secretstore import load_or_create
+
+    ca = ServerFiles(server_dir).server_ca
+    try:
+        server_ca_pem = ca.read_bytes()
+    except FileNotFoundError:
+        raise PkiError(f"{ca} is missing: run `otactl new-server` first") from None
+    password = load_or_create(server_dir).reverse_proxy_password
+    return ensure_credentials(
+        caller,
+        tenant=values.tenant,
+        urls=PublicUrls.for_domain(values.domain, gateway_url),
+        server_ca_pem=server_ca_pem,
+        auth=BasicAuth(values.reverse_proxy.user, password),
+        out=out or server_dir / CREDENTIALS_ZIP,
+        timeout=values.timeouts.credentials if timeout is None else timeout,
+        progress=progress,
+    )

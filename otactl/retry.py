@@ -1,0 +1,137 @@
+"""Calling the OTA services until an answer that means something, within a deadline.
+
+The credentials phase, health waits and device registration share one policy: an answer
+is either one the caller planned for (returned), one that can change by itself (retried
+with backoff until the deadline: the API server's 5xx while pods start, the service's own
+5xx and 429, and whatever extra statuses a call names, such as 423 while keys are being
+generated), or anything else (a `ServiceError` at once, naming the service and the call).
+Answers of the API server are explained as such: "no ready endpoints for service X" is
+not "X answered 503".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from otactl.errors import ClusterUnreachable, ServiceError, WaitTimeout
+from otactl.service_api import Response, ServiceCaller
+
+Progress = Callable[[str], None]
+
+# Backoff between attempts: short at first (keys take a second or two), never long, so a
+# deadline is not overshot by much.
+FIRST_PAUSE = 0.2
+MAX_PAUSE = 3.0
+# Consecutive connection failures to the API server itself before giving up: that is not
+# a service starting, and waiting out a long deadline would only hide it.
+MAX_UNREACHABLE = 5
+
+
+@dataclass
+class Deadline:
+    """A point in time (monotonic clock) and the pauses taken on the way to it."""
+
+    timeout: float
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    end: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.end = self.clock() + self.timeout
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - self.clock())
+
+    def expired(self) -> bool:
+        return self.clock() >= self.end
+
+    def pause(self, attempt: int, retry_after: float | None = None) -> None:
+        """Sleep before attempt `attempt + 1`: exponential backoff, or the server's
+        Retry-After when it gave one, never past the deadline."""
+        delay = min(FIRST_PAUSE * 2**attempt, MAX_PAUSE)
+        if retry_after is not None:
+            delay = retry_after
+        self.sleep(max(0.0, min(delay, self.remaining())))
+
+
+def _status_message(resp: Response) -> str:
+    try:
+        return str(resp.json().get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def explain(service: str, resp: Response) -> str:
+    """What an answer means, in a few words, telling the API server's from the service's."""
+    if resp.from_apiserver:
+        message = _status_message(resp)
+        if "no endpoints available" in message:
+            return f"no ready endpoints for service {service} (API server {resp.status})"
+        if resp.status == 404:
+            return f"Service {service} not found (API server 404: {message})"
+        return f"the API server could not reach {service}: {resp.reason()}"
+    return f"{service} answered {resp.reason()}"
+
+
+def transient(resp: Response) -> bool:
+    """True for answers that can change by themselves: pods starting or restarting behind
+    the proxy (API server 5xx), the service overloaded or starting (5xx, 429)."""
+    return resp.status == 429 or resp.status >= 500
+
+
+def _retry_after(resp: Response) -> float | None:
+    value = resp.header("Retry-After")
+    if value and value.strip().isdigit():
+        return float(value.strip())
+    return None
+
+
+def call(
+    caller: ServiceCaller,
+    service: str,
+    method: str,
+    path: str,
+    *,
+    accept: Collection[int],
+    deadline: Deadline,
+    wait_on: Mapping[int, str] | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Response:
+    """One call to `service`, repeated until its answer has a status in `accept`.
+
+    `wait_on` maps the service's statuses that mean "not yet" to why (423: "keys are being
+    generated"); they are retried like transient answers. Any other answer raises
+    `ServiceError` at once with the call and the answer's safe one-line reason; running out
+    of time raises `WaitTimeout` with the last reason."""
+    what = f"{service}: {method} {path}"
+    attempt = 0
+    unreachable = 0
+    while True:
+        try:
+            resp = caller(method, service, path, body, headers)
+        except ClusterUnreachable as e:
+            unreachable += 1
+            if unreachable >= MAX_UNREACHABLE or deadline.expired():
+                raise
+            why, retry_after = str(e), None
+        else:
+            unreachable = 0
+            if resp.status in accept and not resp.from_apiserver:
+                return resp
+            if not resp.from_apiserver and wait_on and resp.status in wait_on:
+                why = f"{wait_on[resp.status]} ({service} answered {resp.status})"
+            elif transient(resp):
+                why = explain(service, resp)
+            else:
+                raise ServiceError(f"{what}: {explain(service, resp)}")
+            retry_after = _retry_after(resp)
+        if deadline.expired():
+            raise WaitTimeout(f"{what}: gave up after {deadline.timeout:g}s: {why}")
+        if progress:
+            progress(f"{what}: {why}; retrying")
+        deadline.pause(attempt, retry_after)
+        attempt += 1
