@@ -76,6 +76,7 @@ class Fault:
     status: str
     message: str
     before: Callable[[], None] | None = None  # runs first: a concurrent change to model
+    reason: str | None = None  # google.rpc.ErrorInfo reason in the error's details
 
 
 @dataclass
@@ -145,7 +146,15 @@ class FakeContainerApi:
             fault = self.faults[kind].pop(0)
             if fault.before is not None:
                 fault.before()
-            return _error(fault.code, fault.status, fault.message)
+            code, payload = _error(fault.code, fault.status, fault.message)
+            if fault.reason is not None:
+                payload["error"]["details"] = [{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": fault.reason,
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "container.googleapis.com", "consumer": "projects/1"},
+                }]  # fmt: skip
+            return code, payload
         return getattr(self, f"_{kind}")(parent, leaf, body)
 
     def _create(self, parent: str, _: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -484,6 +493,18 @@ def test_permission_denied_names_the_cluster(fake: Fake) -> None:
         f'gke cluster {PARENT}/clusters/ota: permission denied: Required "container.clusters.get"'
         " permission."
     )
+
+
+def test_disabled_api_shows_googles_reason(fake: Fake) -> None:
+    message = (
+        "Kubernetes Engine API has not been used in project 1 before or it is disabled."
+        " Enable it by visiting https://console.developers.google.com/apis/api/"
+        "container.googleapis.com/overview?project=1 then retry."
+    )
+    fake.api.fail("get", 403, "PERMISSION_DENIED", message, reason="SERVICE_DISABLED")
+    with pytest.raises(GkeForbidden) as e:
+        gke.create_cluster(client_for(fake), spec(), quick())
+    assert str(e.value).endswith(f"permission denied: {message} [SERVICE_DISABLED]")
 
 
 def test_delete_follows_the_operation_until_the_cluster_is_gone(fake: Fake) -> None:
