@@ -159,6 +159,17 @@ class Values(Strict):
     device: Device
     timeouts: Timeouts
 
+    def public_names(self) -> list[str]:
+        """Host names behind the reverse proxy (or ingress): app, tuf-reposerver, ..."""
+        return [
+            f"{host}.{self.domain}" for host in ("app", "tuf-reposerver", "treehub", "web-events")
+        ]
+
+    def server_dns_names(self) -> list[str]:
+        """DNS names of the server certificate beyond `server_name`: the configured extra
+        names, and the public names (the reverse proxy serves TLS with the same certificate)."""
+        return [*self.gateway.extra_dns_names, *self.public_names()]
+
 
 # --- loading ---------------------------------------------------------------------------
 

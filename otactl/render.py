@@ -5,6 +5,7 @@ cluster; the same values and secrets give byte-identical output."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -58,7 +59,9 @@ class Rendered:
         return [d for d in yaml.safe_load_all(self.sets[name]) if d]
 
 
+@functools.cache
 def _env() -> Any:
+    """One environment per process: templates are compiled once, not per render."""
     import jinja2
 
     env = jinja2.Environment(

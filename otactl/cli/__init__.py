@@ -81,27 +81,13 @@ _register()
 
 def main() -> None:
     """Console entry point: expected failures become one line on stderr and an exit code."""
-    debug = "--debug" in sys.argv
     try:
-        rc = app(standalone_mode=False)
+        app()  # usage errors, --help and typer.Exit are handled by click itself
     except OtactlError as e:
-        if debug:
+        if "--debug" in sys.argv:
             traceback.print_exc()
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        typer.echo("error: aborted", err=True)
-        sys.exit(1)
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
-    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,247 @@
+"""`otactl up`, `down`, `status`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from otactl.cli._common import (
+    ConfigOpt,
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
+    Output,
+    ProfileOpt,
+    SetOpt,
+    connect,
+    echo,
+    emit_json,
+    info,
+    is_tty,
+    state,
+)
+
+if TYPE_CHECKING:
+    from otactl.deploy import Event
+
+
+class _View:
+    """Progress of `up`/`down`: a live table on a terminal, one line per change otherwise."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.rows: dict[str, tuple[str, str]] = {}
+        self.live = None
+        if is_tty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=8)
+            self.live.start()
+
+    def _table(self):  # type: ignore[no-untyped-def]
+        from rich.table import Table
+
+        table = Table(show_header=True, header_style="bold", box=None)
+        table.add_column("component")
+        table.add_column("state")
+        table.add_column("detail", overflow="fold")
+        for name, (st, detail) in self.rows.items():
+            colour = {"ready": "green", "done": "green", "waiting": "yellow"}.get(st, "cyan")
+            table.add_row(name, f"[{colour}]{st}[/]", detail)
+        return table
+
+    def __call__(self, event: Event) -> None:
+        from otactl.deploy import Phase
+
+        if isinstance(event, Phase):
+            key = f"[{event.name}]"
+            st = {"start": "running", "done": "done", "skip": "skipped"}[event.status]
+            row = (st, event.detail)
+        else:
+            key = str(event.target)
+            row = ("ready" if event.state.ready else "waiting", event.state.detail)
+        if self.rows.get(key) == row:
+            return
+        self.rows[key] = row
+        if self.live is not None:
+            self.live.update(self._table())
+        else:
+            info(f"[{time.monotonic() - self.start:6.1f}s] {key} {row[0]}: {row[1]}".rstrip(": "))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("up")
+    def up_cmd(
+        ctx: typer.Context,
+        timeout: Annotated[
+            float, typer.Option("--timeout", help="Overall deadline, seconds.", min=1)
+        ] = 1800.0,
+        prune: Annotated[
+            bool, typer.Option("--prune", help="Delete otactl objects no longer rendered.")
+        ] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Server-side dry run; print what would change.")
+        ] = False,
+        output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Deploy OTA CE: PKI, infra, database bootstrap, services, health, credentials."""
+        from otactl import credentials, deploy, health
+
+        st = state(ctx, config, set_, profile, namespace)
+        values = st.values()
+        cluster = connect(kubeconfig, context)
+        caller = cluster.service_caller(values.namespace)
+        server_dir = st.server_dir()
+        info(
+            f"cluster: {cluster.target.server} ({cluster.target.context or cluster.target.source})"
+        )
+
+        def health_step(services: tuple[str, ...], timeout: float) -> None:
+            health.wait_healthy(caller, services, timeout=timeout)
+
+        def credentials_step(gateway_url: str, timeout: float):  # type: ignore[no-untyped-def]
+            made = credentials.credentials_for_values(
+                caller, values, server_dir, gateway_url, timeout=timeout
+            )
+            secret = deploy.secret_object(
+                "user-keys", values.namespace, made.user_keys, "credentials"
+            )
+            cluster.apply(secret)
+            return made.path
+
+        view = _View()
+        try:
+            result = deploy.up(
+                cluster,
+                values,
+                st.generated,
+                deploy.UpOptions(timeout=timeout, prune=prune, dry_run=dry_run),
+                view,
+                credentials_step=credentials_step,
+                health_step=health_step,
+            )
+        finally:
+            view.close()
+        if output is Output.json:
+            emit_json(
+                {
+                    "changed": result.changed,
+                    "unchanged": result.unchanged,
+                    "pruned": result.pruned,
+                    "gateway_url": result.gateway_url,
+                    "credentials_zip": str(result.credentials_zip or ""),
+                    "dry_run": dry_run,
+                    "phase_seconds": result.phase_seconds,
+                }
+            )
+            return
+        if dry_run:
+            echo(result.diff.rstrip() or "no changes")
+            for name in result.pruned:
+                echo(f"would delete {name}")
+            return
+        echo(f"{len(result.changed)} objects changed, {result.unchanged} unchanged")
+        echo(f"gateway: {result.gateway_url}")
+        if result.credentials_zip:
+            echo(f"credentials: {result.credentials_zip}")
+
+    @app.command("down")
+    def down_cmd(
+        ctx: typer.Context,
+        purge: Annotated[
+            bool,
+            typer.Option("--purge", help="Also delete volumes (data) and generated/ files."),
+        ] = False,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for CI).")] = False,
+        timeout: Annotated[float, typer.Option("--timeout", min=1)] = 300.0,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Delete what otactl created (volumes and generated/ stay unless --purge)."""
+        import shutil
+
+        from otactl import deploy
+        from otactl.errors import ConfigError
+
+        st = state(ctx, config, set_, profile, namespace)
+        values = st.values()
+        if purge and not yes:
+            if not is_tty():
+                raise ConfigError("--purge deletes data and keys: confirm with --yes")
+            typer.confirm(
+                f"Delete the OTA CE data volumes in {values.namespace} and {st.server_dir()} "
+                "(CA keys included)?",
+                abort=True,
+            )
+        cluster = connect(kubeconfig, context)
+        view = _View()
+        try:
+            gone = deploy.down(cluster, values, purge=purge, timeout=timeout, report=view)
+        finally:
+            view.close()
+        if purge and st.server_dir().exists():
+            shutil.rmtree(st.server_dir())
+            gone.append(str(st.server_dir()))
+        echo(f"deleted {len(gone)} objects" + (" and the local PKI" if purge else ""))
+
+    @app.command("status")
+    def status_cmd(
+        ctx: typer.Context,
+        output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Workloads, Services (with addresses) and service health in one view."""
+        from dataclasses import asdict
+
+        from otactl import deploy, health
+
+        st = state(ctx, config, set_, profile, namespace)
+        values = st.values()
+        cluster = connect(kubeconfig, context)
+        rows = deploy.status(cluster, values)
+        checks = health.check(cluster.service_caller(values.namespace))
+        ok = all(r.ready for r in rows) and all(c.ok for c in checks)
+        if output is Output.json:
+            emit_json(
+                {
+                    "ok": ok,
+                    "objects": [asdict(r) for r in rows],
+                    "health": [asdict(c) for c in checks],
+                }
+            )
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(box=None, header_style="bold")
+            for col in ("kind", "name", "ready", "detail", "address"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(r.kind, r.name, "yes" if r.ready else "no", r.detail, r.address)
+            for c in checks:
+                table.add_row("health", c.service, "yes" if c.ok else "no", c.reason, "")
+            Console().print(table)
+        if not ok:
+            raise typer.Exit(1)
