@@ -1,0 +1,110 @@
+"""Health results and waits: the service's 503 and its failing checks are told apart from
+the API server's own 503 (fake services; the stand-in runs in the integration tests)."""
+
+from __future__ import annotations
+
+import pytest
+from service_fakes import FakeClock, apiserver, no_endpoints, script, service
+
+from otactl import health
+from otactl.errors import ConfigError, WaitTimeout
+
+DOWN = {"database": {"status": "DOWN", "message": "connection refused"}}
+
+
+def one(answer: object, name: str = "director") -> health.HealthResult:
+    caller = script(("GET", name, health.CHECKS[name], [answer]))
+    return health.check_one(caller, name)
+
+
+def test_ok() -> None:
+    r = one(service(200, {"status": "OK"}))
+    assert (r.ok, r.status, r.http_status, r.reason, r.path) == (True, "OK", 200, "OK", "/health")
+    assert r.latency_ms >= 0
+
+
+def test_service_503_names_its_failing_checks() -> None:
+    r = one(service(503, DOWN))
+    assert not r.ok and r.status == "FAIL" and r.http_status == 503
+    assert r.reason == "director answered 503: failing database DOWN: connection refused"
+    assert r.failing == {"database": "DOWN: connection refused"}
+
+
+def test_apiserver_503_is_not_the_service() -> None:
+    r = one(no_endpoints("director"))
+    assert not r.ok and r.http_status == 503 and not r.failing
+    assert r.reason.startswith("no ready endpoints for service director (API server 503)")
+    gone = one(apiserver(404, 'services "director" not found', "NotFound"))
+    assert (
+        gone.reason == 'Service director not found (API server 404: services "director" not found)'
+    )
+
+
+def test_reposerver_uses_dependencies_and_its_502() -> None:
+    assert health.CHECKS["tuf-reposerver"] == "/health/dependencies"
+    r = one(service(502, DOWN), "tuf-reposerver")
+    assert not r.ok and r.path == "/health/dependencies" and "answered 502" in r.reason
+
+
+def test_pre_2018_dependencies_format() -> None:
+    up = {"db": {"status": "up"}, "keyserver": {"status": "up"}}
+    assert one(service(200, up), "tuf-reposerver").ok
+    down = {"db": {"status": "up"}, "keyserver": {"status": "down"}}
+    r = one(service(200, down), "tuf-reposerver")
+    assert not r.ok and r.failing == {"keyserver": "down"}
+    assert "reports keyserver down" in r.reason
+
+
+def test_error_shape_and_odd_answers() -> None:
+    err = {"code": "service_unavailable", "description": "starting"}
+    r = one(service(503, err))
+    assert not r.ok and not r.failing and r.reason.startswith("director answered HTTP 503")
+    assert not one(service(200, {"status": "DOWN"})).ok
+    assert not one(service(500, b"<html>oops</html>")).ok
+
+
+def test_unknown_service_lists_known_ones() -> None:
+    with pytest.raises(ConfigError) as e:
+        health.resolve(["director", "directr"])
+    assert "unknown service directr" in str(e.value)
+    assert "tuf-keyserver-daemon" in str(e.value) and "web-events" in str(e.value)
+    assert health.resolve(None) == sorted(health.CHECKS) and len(health.CHECKS) == 11
+    assert health.resolve(["director", "director"]) == ["director"]
+
+
+def test_wait_healthy_retries_only_the_failing_ones() -> None:
+    caller = script(
+        ("GET", "director", "/health", [no_endpoints("director"), service(503, DOWN),
+                                        service(200, {"status": "OK"})]),
+        ("GET", "tuf-keyserver", "/health", [service(200, {"status": "OK"})]),
+    )  # fmt: skip
+    clock = FakeClock()
+    progress: list[str] = []
+    results = health.wait_healthy(
+        caller, ["director", "tuf-keyserver"], timeout=30, progress=progress.append,
+        deadline=clock.deadline(30),
+    )  # fmt: skip
+    assert [r.ok for r in results] == [True, True]
+    assert caller.paths().count(("GET", "tuf-keyserver", "/health")) == 1
+    assert caller.paths().count(("GET", "director", "/health")) == 3
+    assert "no ready endpoints for service director" in progress[0]
+    assert "failing database DOWN" in progress[1]
+
+
+def test_wait_healthy_timeout_says_why_per_service() -> None:
+    caller = script(
+        ("GET", "director", "/health", [no_endpoints("director")]),
+        ("GET", "campaigner", "/health", [service(503, DOWN)]),
+        ("GET", "tuf-keyserver", "/health", [service(200, {"status": "OK"})]),
+    )
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout) as e:
+        health.wait_healthy(
+            caller, ["director", "campaigner", "tuf-keyserver"], timeout=10,
+            deadline=clock.deadline(10),
+        )  # fmt: skip
+    msg = str(e.value)
+    assert msg.startswith("2 of 3 services not healthy after 10s: ")
+    assert "director: no ready endpoints for service director" in msg
+    assert "campaigner: campaigner answered 503: failing database DOWN" in msg
+    assert "tuf-keyserver" not in msg and e.value.exit_code == 7
