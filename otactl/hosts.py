@@ -1,0 +1,112 @@
+"""`/etc/hosts` lines for a deployment without DNS (`otactl hosts`).
+
+The build tools and browsers reach `app`, `tuf-reposerver`, `treehub` and `web-events`
+under `<domain>` through the reverse proxy; devices reach `server_name` through the
+gateway. Each name goes to the address its Service really has from outside: the
+LoadBalancer's ingress when it is one, otherwise a node's address (ExternalIP before
+InternalIP) with the NodePort. Plain data in, lines out: `otactl.kube` reads the objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otactl.errors import ClusterError
+
+PROXIED = ("app", "tuf-reposerver", "treehub", "web-events")
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How a Service is reachable from outside the cluster."""
+
+    service: str
+    type: str  # ClusterIP, NodePort or LoadBalancer
+    ingress: tuple[dict[str, str], ...] = ()  # status.loadBalancer.ingress
+    node_ports: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, service: dict[str, Any]) -> Exposure:
+        """From a Service object as the API returns it."""
+        spec = service.get("spec", {})
+        lb = (service.get("status", {}).get("loadBalancer") or {}).get("ingress") or []
+        ports = tuple(int(p["nodePort"]) for p in spec.get("ports", []) if p.get("nodePort"))
+        return cls(service["metadata"]["name"], spec.get("type", "ClusterIP"), tuple(lb), ports)
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str  # an IP, or a DNS name (LoadBalancer hostnames)
+    how: str  # for the comment: "LoadBalancer", "node ExternalIP", ...
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+def node_address(nodes: Sequence[dict[str, str]]) -> Address | None:
+    """A node address reachable from outside if the cluster has one, else an internal one
+    (the local cluster and bare-metal clusters only have InternalIP)."""
+    for kind in ("ExternalIP", "InternalIP"):
+        for a in nodes:
+            if a.get("type") == kind and a.get("address"):
+                return Address(a["address"], f"node {kind}")
+    return None
+
+
+def address_of(exposure: Exposure, nodes: Sequence[dict[str, str]]) -> Address:
+    """Where `exposure`'s Service is reached from outside, or a ClusterError saying why
+    it is not (no LoadBalancer address yet, ClusterIP only, no node address)."""
+    if exposure.type == "LoadBalancer":
+        for ing in exposure.ingress:
+            if ing.get("ip"):
+                return Address(ing["ip"], "LoadBalancer")
+            if ing.get("hostname"):
+                return Address(ing["hostname"], "LoadBalancer hostname")
+        raise ClusterError(
+            f"Service {exposure.service} is a LoadBalancer without an address yet: "
+            "wait for the cloud to assign one, then run this again"
+        )
+    if exposure.type == "NodePort":
+        found = node_address(nodes)
+        if found is None:
+            raise ClusterError(f"Service {exposure.service} is a NodePort, but no node has an IP")
+        return found
+    raise ClusterError(
+        f"Service {exposure.service} is {exposure.type}: not reachable from outside the "
+        "cluster (set its service_type to NodePort or LoadBalancer, or use kubectl "
+        "port-forward)"
+    )
+
+
+def _line(addr: Address, names: list[str], exposure: Exposure) -> list[str]:
+    ports = f", ports {', '.join(map(str, exposure.node_ports))}" if exposure.node_ports else ""
+    note = f"# {exposure.service}: {addr.how} {addr.host}"
+    if exposure.type == "NodePort":
+        note += ports
+    if addr.is_ip:
+        return [note, f"{addr.host} {' '.join(names)}"]
+    # /etc/hosts maps names to addresses only; a hostname needs DNS (a CNAME record).
+    return [note, f"# /etc/hosts cannot alias: point {' '.join(names)} at {addr.host} in DNS"]
+
+
+def hosts_lines(
+    domain: str,
+    server_name: str,
+    reverse_proxy: Exposure,
+    gateway: Exposure,
+    nodes: Sequence[dict[str, str]],
+) -> list[str]:
+    """Lines to add to /etc/hosts (comments say where each address comes from)."""
+    proxied = [f"{name}.{domain}" for name in PROXIED]
+    return [
+        *_line(address_of(reverse_proxy, nodes), proxied, reverse_proxy),
+        *_line(address_of(gateway, nodes), [server_name], gateway),
+    ]
