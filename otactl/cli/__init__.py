@@ -62,7 +62,7 @@ def _register() -> None:
     """Each area of commands lives in its own module (importing them is cheap)."""
     import importlib
 
-    for module in ("config_cmd", "render_cmd", "pki_cmd", "deploy_cmd"):
+    for module in ("config_cmd", "render_cmd", "pki_cmd", "deploy_cmd", "service_cmd"):
         try:
             importlib.import_module(f"otactl.cli.{module}").register(app)
         except ModuleNotFoundError as e:  # an area not written yet
