@@ -37,6 +37,7 @@ from otactl.errors import (
 from otactl.fsutil import write_atomic
 
 if TYPE_CHECKING:
+    from google.api_core.exceptions import GoogleAPICallError
     from google.auth.credentials import Credentials
     from google.cloud.container_v1 import Cluster, ClusterManagerClient, Operation
 
@@ -210,7 +211,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _server_message(e: Any) -> str:
+def _server_message(e: GoogleAPICallError) -> str:
     """The API's own message, without the method and URL api_core puts in front of it."""
     message = e.message
     # The body holds only the error here; its message field is all that is shown.
@@ -221,7 +222,7 @@ def _server_message(e: Any) -> str:
     return _one_line(str(message))
 
 
-def _api_error(ref: ClusterRef, e: Any) -> GkeError:
+def _api_error(ref: ClusterRef, e: GoogleAPICallError) -> GkeError:
     from google.api_core import exceptions as api
 
     message = _server_message(e)
@@ -261,7 +262,11 @@ def _calling(ref: ClusterRef, client: ClusterManagerClient | None = None) -> Ite
         raise GkeCredentialsError(
             f"{ref}: Google refused the credentials: {_one_line(reason)}"
         ) from e
-    except (api.RetryError, auth_exceptions.TransportError, requests.RequestException) as e:
+    except auth_exceptions.TransportError as e:
+        raise GkeUnreachable(
+            f"{ref}: cannot reach Google's token endpoint: {_connection_reason(e)}"
+        ) from e
+    except (api.RetryError, requests.RequestException) as e:
         where = f" at {client.api_endpoint}" if client is not None else ""
         raise GkeUnreachable(
             f"{ref}: cannot reach the GKE API{where}: {_connection_reason(e)}"
@@ -302,7 +307,7 @@ def _follow(client: ClusterManagerClient, ref: ClusterRef, op: Operation, wait: 
         if elapsed >= wait.timeout:
             raise WaitTimeout(
                 f"{ref}: operation {op.name} still {op.status.name} after {elapsed:.0f}s; "
-                "it goes on in Google Cloud, run the command again to follow it"
+                "it goes on in Google Cloud"
             )
         time.sleep(min(wait.poll_interval, wait.timeout - elapsed))
         with _calling(ref, client):
@@ -372,7 +377,10 @@ def _adopt(
     cluster = _wait_provisioned(client, spec, cluster, wait)
     if cluster.status not in (Cluster.Status.RUNNING, Cluster.Status.DEGRADED):
         why = f": {_one_line(cluster.status_message)}" if cluster.status_message else ""
-        raise GkeError(f"{spec}: exists but is {cluster.status.name}{why}")
+        raise GkeError(
+            f"{spec}: exists but is {cluster.status.name}{why}; "
+            "delete it (otactl gke delete) and create it again"
+        )
     return ClusterInfo(spec, cluster.status.name, cluster.endpoint, created=False)
 
 
@@ -417,7 +425,7 @@ def delete_cluster(
     ref: ClusterRef,
     wait: Waiting | None = None,
 ) -> None:
-    """Delete the cluster (with its nodes and disks) and follow the operation to the end."""
+    """Delete the cluster with its nodes and follow the operation to the end."""
     with _calling(ref, client):
         op = client.delete_cluster(name=ref.path, timeout=REQUEST_TIMEOUT)
     _follow(client, ref, op, wait or Waiting())
@@ -466,12 +474,12 @@ def _put(doc: dict[str, Any], section: str, name: str, key: str, body: dict[str,
 
 
 def _user_entry(
-    credentials: Credentials | None, credentials_file: Path | None, auth_plugin: str | None
+    credentials: Credentials | None, credentials_file: Path | None, auth_plugin: bool
 ) -> tuple[dict[str, Any], datetime | None]:
-    if auth_plugin is not None:
+    if auth_plugin:
         plugin: dict[str, Any] = {
             "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": AUTH_PLUGIN,
+            "command": AUTH_PLUGIN,  # found on PATH when used, as kubectl and gcloud do
             # Without this flag the plugin asks the gcloud CLI for a token.
             "args": ["--use_application_default_credentials"],
             "installHint": f"Install {AUTH_PLUGIN} (Google Cloud SDK component) "
@@ -501,12 +509,13 @@ def write_kubeconfig(
     context: str | None = None,
     credentials: Credentials | None = None,
     credentials_file: Path | None = None,
-    auth_plugin: str | None = None,
+    auth_plugin: bool = False,
 ) -> KubeconfigEntry:
     """Add (or refresh) the cluster's context in a kubeconfig and make it current.
 
-    The user entry runs `auth_plugin` (the gke-gcloud-auth-plugin found on PATH) when given,
-    else holds an access token from `credentials`, which expires (about an hour).
+    With `auth_plugin` the user entry runs gke-gcloud-auth-plugin (on ADC, or on
+    `credentials_file` when given); otherwise it holds an access token from `credentials`,
+    which expires after about an hour.
     The file is rewritten atomically with mode 0600, other entries kept.
     """
     cluster = get_cluster(client, ref)
@@ -537,5 +546,5 @@ def write_kubeconfig(
     doc["current-context"] = name
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(path, yaml.safe_dump(doc, sort_keys=False), mode=0o600)
-    auth = AUTH_PLUGIN if auth_plugin is not None else "token"
+    auth = AUTH_PLUGIN if auth_plugin else "token"
     return KubeconfigEntry(name, path, server, auth, expiry)

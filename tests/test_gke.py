@@ -37,7 +37,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from otactl import gke
-from otactl.errors import GkeConflict, GkeForbidden, GkeNotFound, GkeQuota, WaitTimeout
+from otactl.errors import (
+    GkeConflict,
+    GkeError,
+    GkeForbidden,
+    GkeNotFound,
+    GkeQuota,
+    WaitTimeout,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, LOCATION = "ota-test", "europe-west1-b"
@@ -477,6 +484,9 @@ def test_failed_operation_raises_its_reason(fake: Fake) -> None:
         f"gke cluster {PARENT}/clusters/ota: create cluster operation "
         f"{next(iter(fake.api.operations.values()))['name']} failed: quota exhausted: {reason}"
     )
+    # The failed cluster stays, in ERROR, until someone deletes it.
+    with pytest.raises(GkeError, match=f"exists but is ERROR: {re.escape(reason)}; delete it"):
+        gke.create_cluster(client_for(fake), spec(), quick())
 
 
 def test_operation_past_its_deadline_is_a_wait_timeout(fake: Fake) -> None:
@@ -566,7 +576,7 @@ def test_kubeconfig_uses_the_auth_plugin_when_present(
     kubeconfig = tmp_path / "config"
     entry = gke.write_kubeconfig(
         client_for(fake), spec(), kubeconfig=kubeconfig, context="ota",
-        credentials_file=fake.sa_key, auth_plugin=str(plugin),
+        credentials_file=fake.sa_key, auth_plugin=True,
     )  # fmt: skip
     assert entry.auth == gke.AUTH_PLUGIN and entry.token_expiry is None
     user = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]

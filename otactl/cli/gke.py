@@ -70,7 +70,9 @@ def _progress() -> Iterator[gke.ProgressFn]:
         detail = f" ({p.detail})" if p.detail else ""
         line = f"{p.ref.name}: {p.operation} {p.status}{detail}, {p.elapsed:.0f}s"
         if tty:
-            typer.echo(f"\r\033[K{line}", err=True, nl=False)
+            # A line that wraps could not be redrawn in place: keep it to the terminal width.
+            width = shutil.get_terminal_size().columns - 1
+            typer.echo(f"\r\033[K{line[:width]}", err=True, nl=False)
         elif (p.operation, p.status, p.detail) != last:
             info(line)
         last = (p.operation, p.status, p.detail)
@@ -166,7 +168,7 @@ def credentials(
         context=context,
         credentials=creds,
         credentials_file=credentials,
-        auth_plugin=shutil.which(gke.AUTH_PLUGIN),
+        auth_plugin=shutil.which(gke.AUTH_PLUGIN) is not None,
     )
     # google-auth keeps expiry as a naive UTC datetime.
     expiry = f"{entry.token_expiry.isoformat(timespec='seconds')}Z" if entry.token_expiry else None
