@@ -10,7 +10,7 @@ Exit codes (documented in the README):
   8  a service answered with an error it should not
   9  the GKE API failed a request or an operation (other reasons)
  10  GKE conflict: the cluster exists with other settings, or is busy (409)
- 11  GKE quota exhausted (429 / RESOURCE_EXHAUSTED)
+ 11  GKE quota exhausted (429, RESOURCE_EXHAUSTED, 403 insufficient quota)
  12  GKE cluster not found (404)
  13  copying a bundle to a device over SSH failed (host key, login, transfer)
 """

@@ -226,6 +226,11 @@ def _api_error(ref: ClusterRef, e: GoogleAPICallError) -> GkeError:
     from google.api_core import exceptions as api
 
     message = _server_message(e)
+    # GKE refuses a cluster beyond the project's regional quota with a 403 ("Insufficient
+    # regional quota to satisfy request: resource "CPUS" ..."), not a 429: that is no
+    # permission to fix, so it is reported and exits as quota.
+    if isinstance(e, api.Forbidden) and re.search(r"\bquota\b", message, re.IGNORECASE):
+        return GkeQuota(f"{ref}: quota exhausted: {message}")
     kinds: tuple[tuple[type[Exception], str, type[GkeError]], ...] = (
         (api.Unauthorized, "credentials rejected", GkeCredentialsError),
         (api.Forbidden, "permission denied", GkeForbidden),

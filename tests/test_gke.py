@@ -664,8 +664,11 @@ def test_cli_create_same_settings_again_is_a_no_op(fake: Fake, tmp_path: Path) -
          " 1 before or it is disabled.", 6, "permission denied"),
         ("create", 409, "ALREADY_EXISTS", f"Already exists: {PARENT}/clusters/ota.", 10,
          "conflict"),
-        ("create", 429, "RESOURCE_EXHAUSTED", "Insufficient regional quota to satisfy request:"
-         " resource \"CPUS\".", 11, "quota exhausted"),
+        ("create", 429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Mutate"
+         " requests' of service 'container.googleapis.com'.", 11, "quota exhausted"),
+        ("create", 403, "PERMISSION_DENIED", "Insufficient regional quota to satisfy request:"
+         " resource \"CPUS\": request requires '8.0' and is short '4.0'.", 11,
+         "quota exhausted"),
         ("create", 400, "INVALID_ARGUMENT", "Machine type \"e2-huge\" does not exist.", 2,
          "invalid request"),
     ],
