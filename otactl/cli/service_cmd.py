@@ -1,0 +1,227 @@
+"""`otactl health`, `credentials`, `hosts`, and the cluster side of `new-device`
+(registration in device-registry, `--push` to a device over SSH)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from otactl.cli._common import (
+    ConfigOpt,
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
+    Output,
+    ProfileOpt,
+    SetOpt,
+    State,
+    connect,
+    echo,
+    emit_json,
+    info,
+    state,
+)
+from otactl.errors import ClusterError, ConfigError, ServiceError
+
+if TYPE_CHECKING:
+    from otactl.bundle import BundleInfo, Hook
+    from otactl.health import HealthResult
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+
+
+def _health_table(results: list[HealthResult]) -> None:
+    width = max(len(r.service) for r in results)
+    echo(f"{'SERVICE':<{width}}  STATUS  HTTP  LATENCY  REASON")
+    for r in results:
+        code = str(r.http_status) if r.http_status is not None else "-"
+        reason = "" if r.ok else r.reason
+        echo(f"{r.service:<{width}}  {r.status:<6}  {code:>4}  {r.latency_ms:5.0f}ms  {reason}")
+
+
+def registration_hook(
+    st: State, kubeconfig: Path | None, context: str | None, count: list[int]
+) -> Hook:
+    """A bundle hook that registers each bundle's device in device-registry, all through
+    one connection (one `ServiceCaller`). `count` gets one entry per registration."""
+    from otactl.registry import register_device
+
+    values = st.values()
+    caller = connect(kubeconfig, context).service_caller(values.namespace)
+
+    def hook(bundle: BundleInfo) -> None:
+        client_pem = (bundle.path / "client.pem").read_bytes()
+        register_device(caller, values.tenant, bundle.uuid, bundle.name, bundle.name, client_pem)
+        count.append(1)
+
+    return hook
+
+
+def push_device(
+    st: State,
+    bundle: BundleInfo,
+    target: str,
+    ssh_key: Path | None,
+    insecure_accept_host_key: bool,
+) -> dict[str, str]:
+    """Copy one bundle to `target` where its sota.toml expects the files."""
+    from otactl.push import push_bundle
+
+    result = push_bundle(
+        bundle.path,
+        target,
+        remote_base=st.values().device.storage_path,
+        ssh_key=ssh_key,
+        accept_unknown_host=insecure_accept_host_key,
+        progress=info,
+    )
+    return result.files
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("health")
+    def health_cmd(
+        ctx: typer.Context,
+        services: Annotated[
+            list[str] | None,
+            typer.Argument(help="Services to check (default: all 11 OTA services)."),
+        ] = None,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Check again until all are OK or --timeout.")
+        ] = False,
+        timeout: Annotated[
+            float | None,
+            typer.Option("--timeout", min=1, help="Seconds for --wait (default: timeouts.health)."),
+        ] = None,
+        output: OutputOpt = Output.text,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Health of the OTA services: exit 0 when all are OK, 8 when not, 7 on --wait timeout."""
+        from otactl import health
+
+        st = state(ctx, config, set_, profile, namespace)
+        values = st.values()
+        names = health.resolve(services)
+        caller = connect(kubeconfig, context).service_caller(values.namespace)
+        if wait:
+            results = health.wait_healthy(
+                caller, names, timeout=timeout or values.timeouts.health, progress=info
+            )
+        else:
+            results = health.check(caller, names)
+        bad = [r for r in results if not r.ok]
+        if output is Output.json:
+            emit_json({"healthy": not bad, "services": [r.as_json() for r in results]})
+        else:
+            _health_table(results)
+        if bad:
+            raise ServiceError(
+                f"{len(bad)} of {len(results)} services not healthy: "
+                + "; ".join(f"{r.service}: {r.reason}" for r in bad)
+            )
+
+    @app.command("credentials")
+    def credentials_cmd(
+        ctx: typer.Context,
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", help="Where to write (default: generated/<server>/...)."),
+        ] = None,
+        timeout: Annotated[
+            float | None,
+            typer.Option("--timeout", min=1, help="Seconds (default: timeouts.credentials)."),
+        ] = None,
+        output: OutputOpt = Output.text,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """TUF repositories, credentials.zip for the garage tools, the user-keys Secret."""
+        from otactl import credentials, deploy
+
+        st = state(ctx, config, set_, profile, namespace)
+        values = st.values()
+        cluster = connect(kubeconfig, context)
+        made = credentials.credentials_for_values(
+            cluster.service_caller(values.namespace),
+            values,
+            st.server_dir(),
+            deploy.exposed_gateway_url(cluster, values),
+            out=out,
+            timeout=timeout,
+            progress=info,
+        )
+        cluster.apply(
+            deploy.secret_object("user-keys", values.namespace, made.user_keys, "credentials")
+        )
+        if output is Output.json:
+            emit_json(
+                {
+                    "path": str(made.path),
+                    "repo_id": made.repo_id,
+                    "changed": made.changed,
+                    "created": list(made.created),
+                }
+            )
+            return
+        for what in made.created:
+            info(f"created {what}")
+        info(f"{'wrote' if made.changed else 'unchanged'}: {made.path} (repo {made.repo_id})")
+        echo(str(made.path))
+
+    @app.command("hosts")
+    def hosts_cmd(
+        ctx: typer.Context,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """/etc/hosts lines for the public names, from the Services' real addresses."""
+        from otactl.hosts import Exposure, hosts_lines
+
+        st = state(ctx, config, set_, profile, namespace)
+        values = st.values()
+        cluster = connect(kubeconfig, context)
+        found = {}
+        for name in ("reverse-proxy", "gateway-service"):
+            svc = cluster.get("Service", values.namespace, name)
+            if svc is None:
+                raise ClusterError(
+                    f"Service {values.namespace}/{name} not found: run `otactl up` first"
+                )
+            found[name] = Exposure.of(svc)
+        lines = hosts_lines(
+            values.domain,
+            values.server_name,
+            found["reverse-proxy"],
+            found["gateway-service"],
+            cluster.node_addresses(),
+        )
+        for line in lines:
+            echo(line)
+
+
+def check_push_options(single: bool, push: str | None, register: bool) -> None:
+    """--push copies one bundle to one device, which must be registered to be of use."""
+    if push is None:
+        return
+    if not single:
+        raise ConfigError("--push goes with a single NAME")
+    from otactl.push import parse_target
+
+    parse_target(push)
+    if not register:
+        info("note: --push without registration: the device is unknown to device-registry")
