@@ -76,7 +76,9 @@ def assert_complete(folder: Path) -> None:
 
 
 def test_bundle_contents(tmp_path: Path, gen: dict[str, str]) -> None:
-    out = run_otactl("new-device", "kiosk-7", "-o", "json", cwd=tmp_path, env=gen, check=True)
+    out = run_otactl(
+        "new-device", "--no-register", "kiosk-7", "-o", "json", cwd=tmp_path, env=gen, check=True
+    )
     info = json.loads(out.stdout)
     folder = Path(info["path"])
     assert folder.parent == server_dir(tmp_path) / "devices" and folder.name == info["uuid"]
@@ -126,14 +128,18 @@ def test_bundle_contents(tmp_path: Path, gen: dict[str, str]) -> None:
 
     # The same name again: the existing bundle, untouched.
     before = (folder / "client.pem").read_bytes()
-    again = run_otactl("new-device", "kiosk-7", "-o", "json", cwd=tmp_path, env=gen, check=True)
+    again = run_otactl(
+        "new-device", "--no-register", "kiosk-7", "-o", "json", cwd=tmp_path, env=gen, check=True
+    )
     assert json.loads(again.stdout)["uuid"] == info["uuid"]
     assert json.loads(again.stdout)["created"] is False
     assert (folder / "client.pem").read_bytes() == before
 
 
 def test_implicit_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
-    out = run_otactl("new-device", "d1", "-o", "json", cwd=tmp_path, env=gen, check=True)
+    out = run_otactl(
+        "new-device", "--no-register", "d1", "-o", "json", cwd=tmp_path, env=gen, check=True
+    )
     folder = Path(json.loads(out.stdout)["path"])
     text = (folder / "sota.toml").read_text()
     conf = tomllib.loads(text)
@@ -200,6 +206,7 @@ def assert_ini_subset(text: str) -> None:
 def test_device_cred_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
     out = run_otactl(
         "new-device",
+        "--no-register",
         "d1",
         "--format",
         "device-cred",
@@ -235,7 +242,17 @@ def test_device_cred_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
 def test_gateway_port(tmp_path: Path, gen: dict[str, str]) -> None:
     def url(*args: str) -> str:
         name = f"d{len(args)}-{abs(hash(args)) % 1000}"
-        out = run_otactl("new-device", name, *args, "-o", "json", cwd=tmp_path, env=gen, check=True)
+        out = run_otactl(
+            "new-device",
+            "--no-register",
+            name,
+            *args,
+            "-o",
+            "json",
+            cwd=tmp_path,
+            env=gen,
+            check=True,
+        )
         return (Path(json.loads(out.stdout)["path"]) / "gateway.url").read_text()
 
     assert url() == f"https://{SERVER}:30443"  # NodePort default of the shipped values
@@ -247,6 +264,7 @@ def test_given_uuid_and_archive(tmp_path: Path, gen: dict[str, str]) -> None:
     given = str(uuidlib.uuid4()).upper()
     out = run_otactl(
         "new-device",
+        "--no-register",
         "d1",
         "--uuid",
         given,
@@ -279,6 +297,7 @@ def test_given_uuid_and_archive(tmp_path: Path, gen: dict[str, str]) -> None:
 
     out = run_otactl(
         "new-device",
+        "--no-register",
         "d2",
         "--format",
         "device-cred",
@@ -299,7 +318,7 @@ def test_given_uuid_and_archive(tmp_path: Path, gen: dict[str, str]) -> None:
         "var/sota/import/pkey.pem",
     } <= names
 
-    taken = run_otactl("new-device", "d3", "--uuid", given, cwd=tmp_path, env=gen)
+    taken = run_otactl("new-device", "--no-register", "d3", "--uuid", given, cwd=tmp_path, env=gen)
     assert taken.returncode == 2 and "already belongs to d1" in taken.stderr
 
 
@@ -310,9 +329,9 @@ def test_bad_names_refused(tmp_path: Path, gen: dict[str, str], name: str) -> No
     devices = server_dir(tmp_path) / "devices"
     before = sorted(p.name for p in devices.iterdir())
     proc = (
-        run_otactl("new-device", "--", name, cwd=tmp_path, env=gen)
+        run_otactl("new-device", "--no-register", "--", name, cwd=tmp_path, env=gen)
         if name == "-"
-        else (run_otactl("new-device", name, cwd=tmp_path, env=gen))
+        else (run_otactl("new-device", "--no-register", name, cwd=tmp_path, env=gen))
     )
     if name == "-":  # a legal name: letters, digits and `._-`
         assert proc.returncode == 0, proc.stderr
@@ -324,12 +343,12 @@ def test_bad_names_refused(tmp_path: Path, gen: dict[str, str], name: str) -> No
 
 def test_cli_argument_errors(tmp_path: Path, gen: dict[str, str]) -> None:
     for args, words in (
-        (["new-device"], "exactly one of"),
-        (["new-device", "a", "--count", "2", "--prefix", "p"], "exactly one of"),
-        (["new-device", "--count", "2"], "--count and --prefix"),
-        (["new-device", "a", "--uuid", "nope"], "uuid 'nope'"),
-        (["new-device", "a", "--format", "yaml"], "--format yaml"),
-        (["new-device", "a", "--hardware-id", "a b"], "hardware id"),
+        (["new-device", "--no-register"], "exactly one of"),
+        (["new-device", "--no-register", "a", "--count", "2", "--prefix", "p"], "exactly one of"),
+        (["new-device", "--no-register", "--count", "2"], "--count and --prefix"),
+        (["new-device", "--no-register", "a", "--uuid", "nope"], "uuid 'nope'"),
+        (["new-device", "--no-register", "a", "--format", "yaml"], "--format yaml"),
+        (["new-device", "--no-register", "a", "--hardware-id", "a b"], "hardware id"),
         (["revoke-device", "ghost"], "no device named"),
     ):
         proc = run_otactl(*args, cwd=tmp_path, env=gen)
@@ -339,7 +358,9 @@ def test_cli_argument_errors(tmp_path: Path, gen: dict[str, str]) -> None:
 
 
 def test_no_server_pki(tmp_path: Path) -> None:
-    proc = run_otactl("new-device", "d1", cwd=tmp_path, env={"OTACTL_GENERATED": str(tmp_path)})
+    proc = run_otactl(
+        "new-device", "--no-register", "d1", cwd=tmp_path, env={"OTACTL_GENERATED": str(tmp_path)}
+    )
     assert proc.returncode == 3 and "run `otactl new-server` first" in proc.stderr
 
 
@@ -359,6 +380,7 @@ def uuid_folders(tmp_path: Path) -> list[Path]:
 def test_count_batch_and_rerun(tmp_path: Path, gen: dict[str, str]) -> None:
     out = run_otactl(
         "new-device",
+        "--no-register",
         "--count",
         "300",
         "--prefix",
@@ -382,6 +404,7 @@ def test_count_batch_and_rerun(tmp_path: Path, gen: dict[str, str]) -> None:
 
     again = run_otactl(
         "new-device",
+        "--no-register",
         "--count",
         "310",
         "--prefix",
@@ -406,7 +429,7 @@ def test_csv_batch_and_bad_row(tmp_path: Path, gen: dict[str, str]) -> None:
     path = tmp_path / "devices.csv"
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([*good, ["bad/name"], ["a5"]])
-    proc = run_otactl("new-device", "--from-csv", str(path), cwd=tmp_path, env=gen)
+    proc = run_otactl("new-device", "--no-register", "--from-csv", str(path), cwd=tmp_path, env=gen)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}:5: device name 'bad/name'")
     assert proc.stderr.count("\n") == 1
@@ -424,7 +447,15 @@ def test_csv_batch_and_bad_row(tmp_path: Path, gen: dict[str, str]) -> None:
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([*good, ["a4"], ["a5"]])
     out = run_otactl(
-        "new-device", "--from-csv", str(path), "-o", "json", cwd=tmp_path, env=gen, check=True
+        "new-device",
+        "--no-register",
+        "--from-csv",
+        str(path),
+        "-o",
+        "json",
+        cwd=tmp_path,
+        env=gen,
+        check=True,
     )
     assert json.loads(out.stdout)["created"] == 2 and json.loads(out.stdout)["skipped"] == 3
     assert {p: (p / "client.pem").read_bytes() for p in kept} == kept
@@ -437,7 +468,9 @@ def test_csv_batch_and_bad_row(tmp_path: Path, gen: dict[str, str]) -> None:
     ):
         with open(path, "w", newline="") as f:
             csv.writer(f).writerows(bad_rows)
-        proc = run_otactl("new-device", "--from-csv", str(path), cwd=tmp_path, env=gen)
+        proc = run_otactl(
+            "new-device", "--no-register", "--from-csv", str(path), cwd=tmp_path, env=gen
+        )
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert proc.stderr.count("\n") == 1
     assert {p: (p / "client.pem").read_bytes() for p in kept} == kept
@@ -503,6 +536,7 @@ def test_sigkill_mid_batch_leaves_only_complete_bundles(
         "-m",
         "otactl",
         "new-device",
+        "--no-register",
         "--count",
         "20000",
         "--prefix",
@@ -537,6 +571,7 @@ def test_sigkill_mid_batch_leaves_only_complete_bundles(
     # Half-written bundles exist only as hidden .tmp-* folders, which the next run drops.
     out = run_otactl(
         "new-device",
+        "--no-register",
         "--count",
         "20000",
         "--prefix",

@@ -10,6 +10,9 @@ import typer
 
 from otactl.cli._common import (
     ConfigOpt,
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
     Output,
     ProfileOpt,
     SetOpt,
@@ -25,7 +28,7 @@ from otactl.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from otactl.bundle import BatchSummary, BundleOptions, DeviceSpec
+    from otactl.bundle import BatchSummary, BundleOptions, DeviceSpec, Hook
     from otactl.pki import ServerPki
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
@@ -155,6 +158,32 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[
             int | None, typer.Option("--workers", help="Processes (default: every core).")
         ] = None,
+        # Registration and --push (otactl/cli/service_cmd.py holds the glue).
+        register_: Annotated[
+            bool,
+            typer.Option(
+                "--register/--no-register",
+                help="Register each device in device-registry (needs the cluster).",
+            ),
+        ] = True,
+        push: Annotated[
+            str | None,
+            typer.Option("--push", help="Copy the bundle to a device: root@HOST[:PORT]."),
+        ] = None,
+        ssh_key: Annotated[
+            Path | None,
+            typer.Option("--ssh-key", help="Key for --push (default: ssh-agent, ~/.ssh)."),
+        ] = None,
+        insecure_accept_host_key: Annotated[
+            bool,
+            typer.Option(
+                "--insecure-accept-host-key",
+                help="--push to a host not in known_hosts (a changed key is still refused).",
+            ),
+        ] = False,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
         output: OutputOpt = Output.text,
         config: ConfigOpt = None,
         set_: SetOpt = None,
@@ -162,8 +191,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make device bundles: one NAME, --count N --prefix P, or --from-csv FILE."""
         from otactl import bundle
+        from otactl.cli import service_cmd
 
-        st = state(ctx, config, set_, profile)
+        st = state(ctx, config, set_, profile, namespace)
         modes = sum(x is not None for x in (name, count, from_csv))
         if modes != 1:
             raise ConfigError("give exactly one of NAME, --count N --prefix P, --from-csv FILE")
@@ -172,19 +202,37 @@ def register(app: typer.Typer) -> None:
         if uuid is not None and name is None:
             raise ConfigError("--uuid goes with a single NAME")
         opts = _bundle_options(st, fmt, hardware_id, port, archive)
+        service_cmd.check_push_options(name is not None, push, register_)
+        registered: list[int] = []
+        hook = (
+            service_cmd.registration_hook(st, kubeconfig, context, registered)
+            if register_
+            else None
+        )
 
         if name is not None:
             spec = bundle.DeviceSpec(
                 bundle.validate_name(name), bundle.validate_uuid(uuid) if uuid else None
             )
-            result = bundle.new_device(st.server_dir(), spec, opts)
+            result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
+            pushed = (
+                service_cmd.push_device(st, result, push, ssh_key, insecure_accept_host_key)
+                if push
+                else {}
+            )
             if output is Output.json:
-                emit_json(result.as_json())
+                # Keys only for what was asked, so --no-register output is the bundle's.
+                extra: dict[str, object] = {"registered": bool(registered)} if register_ else {}
+                emit_json(result.as_json() | extra | ({"pushed": pushed} if push else {}))
             else:
                 info(
                     f"{'created' if result.created else 'exists'}: {result.name} "
                     f"({result.uuid}), valid until {result.not_after}"
                 )
+                if registered:
+                    info(f"registered in device-registry as {result.uuid}")
+                if pushed:
+                    info(f"pushed to {push}")
                 echo(str(result.path))
             return
 
@@ -195,11 +243,13 @@ def register(app: typer.Typer) -> None:
             assert count is not None and prefix is not None
             specs = bundle.specs_from_count(prefix, count, start)
             total = count
-        summary = _run_batch(st, specs, opts, workers, total, output)
+        summary = _run_batch(st, specs, opts, workers, total, output, hook)
         if output is Output.json:
-            emit_json(summary.as_json())
+            emit_json(summary.as_json() | ({"registered": len(registered)} if register_ else {}))
         else:
             info(f"created {summary.created}, skipped {summary.skipped} (existing)")
+            if register_:
+                info(f"registered {len(registered)} in device-registry")
             echo(str(summary.manifest))
 
     @app.command("revoke-device")
@@ -314,11 +364,12 @@ def _run_batch(
     workers: int | None,
     total: int | None,
     output: Output,
+    hook: Hook | None = None,
 ) -> BatchSummary:
     from otactl import bundle
 
     if not is_tty() or output is Output.json:
-        return bundle.new_devices(st.server_dir(), specs, opts, workers=workers)
+        return bundle.new_devices(st.server_dir(), specs, opts, workers=workers, hook=hook)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -337,4 +388,5 @@ def _run_batch(
             opts,
             workers=workers,
             progress=lambda n: bar.advance(task, n),
+            hook=hook,
         )
