@@ -1,0 +1,252 @@
+"""`otactl up`, `down`, `status` against the local simulated cluster and the stand-in.
+
+Each test deploys into its own namespace with its own tenant, so tests share the cluster
+but no objects or stand-in state."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_otactl
+
+pytestmark = pytest.mark.integration
+
+
+class Deployment:
+    """One installation: a namespace, a tenant and a generated/ folder of its own."""
+
+    def __init__(self, cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        self.cluster = cluster
+        self.ns = f"ota-{uuid.uuid4().hex[:8]}"
+        # NodePorts are cluster-wide: each installation gets its own
+        self.node_port = 30100 + int(uuid.uuid4().int % 2000)
+        self.generated = tmp_path / "generated"
+        self.server_dir = self.generated / "ota-ce.example.com"
+
+    def args(self, *extra: str) -> list[str]:
+        return ["--generated", str(self.generated), *extra]
+
+    def cluster_args(self) -> list[str]:
+        return [
+            "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", self.ns,
+            "--set", f"tenant={self.ns}", "--set", f"gateway.node_port={self.node_port}",
+        ]  # fmt: skip
+
+    def otactl(self, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_otactl(*self.args(command, *self.cluster_args(), *extra))
+
+    def resource_versions(self) -> dict[str, str]:
+        out = self.cluster.kubectl(
+            "get", "deploy,sts,job,svc,cm,secret,ingress", "-n", self.ns, "-o", "json"
+        ).stdout
+        return {
+            f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+            for o in json.loads(out)["items"]
+        }
+
+
+@pytest.fixture
+def deployment(local_cluster, standin, tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Deployment(local_cluster, tmp_path)
+    yield d
+    local_cluster.kubectl("delete", "namespace", d.ns, "--wait=false", check=False)
+
+
+def test_up_from_nothing_to_credentials_then_nothing_changes(deployment: Deployment):
+    first = deployment.otactl("up", "--timeout", "240", "-o", "json")
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    assert result["unchanged"] == 0 and len(result["changed"]) > 60
+    # NodePort, as really exposed (not a hard-coded 30443 when the values say otherwise)
+    assert result["gateway_url"] == f"https://ota-ce.example.com:{deployment.node_port}"
+    zip_path = Path(result["credentials_zip"])
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        assert {"autoprov.url", "server_ca.pem", "tufrepo.url", "targets.pub", "targets.sec",
+                "treehub.json", "root.json"} <= names  # fmt: skip
+        assert z.read("autoprov.url").decode().strip() == result["gateway_url"]
+    assert zip_path.stat().st_mode & 0o777 == 0o600
+    secret = json.loads(
+        deployment.cluster.kubectl(
+            "get", "secret", "user-keys", "-n", deployment.ns, "-o", "json"
+        ).stdout  # fmt: skip
+    )
+    assert {"targets.pub", "targets.sec", "root.json"} <= set(secret["data"])
+
+    keys = {p: p.read_bytes() for p in deployment.server_dir.rglob("*") if p.is_file()}
+    before = deployment.resource_versions()
+    started = time.monotonic()
+    second = deployment.otactl("up", "--timeout", "120", "-o", "json")
+    took = time.monotonic() - started
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["changed"] == []
+    assert deployment.resource_versions() == before  # no object was written
+    after = {p: p.read_bytes() for p in deployment.server_dir.rglob("*") if p.is_file()}
+    assert after == keys  # no key, secret or credentials file regenerated
+    print(f"second up: {took:.2f}s")
+
+    status = deployment.otactl("status", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["ok"] is True
+    kinds = {(o["kind"], o["name"]) for o in report["objects"]}
+    assert ("Deployment", "director") in kinds and ("StatefulSet", "kafka") in kinds
+    gateway = next(o for o in report["objects"] if o["name"] == "gateway-service")
+    assert f"8443:{deployment.node_port}" in gateway["address"]
+
+    health = deployment.otactl("health", "director", "-o", "json")
+    assert health.returncode == 0, health.stderr
+
+    dry = deployment.otactl("up", "--dry-run", "--set", "gateway.replicas=2")
+    assert dry.returncode == 0, dry.stderr
+    assert "-  replicas: 1\n+  replicas: 2" in dry.stdout
+    assert deployment.resource_versions() == before  # a dry run writes nothing
+
+    down = deployment.otactl("down", "--timeout", "120")
+    assert down.returncode == 0, down.stderr
+    left = deployment.cluster.kubectl(
+        "get", "deploy,sts,job,svc,cm,secret", "-n", deployment.ns,
+        "-l", "app.kubernetes.io/managed-by=otactl", "-o", "name",
+    ).stdout  # fmt: skip
+    assert left.strip() == ""
+    pvcs = deployment.cluster.kubectl("get", "pvc", "-n", deployment.ns, "-o", "name").stdout
+    assert "data-mysql-0" in pvcs  # data outlives `down` without --purge
+    assert (deployment.server_dir / "ca.key").exists()
+
+
+@pytest.mark.parametrize("phase", ["pki", "infra", "bootstrap", "services", "credentials"])
+def test_up_killed_in_a_phase_converges_when_run_again(deployment: Deployment, phase: str):
+    cmd = [sys.executable, "-m", "otactl",
+           *deployment.args("up", *deployment.cluster_args(), "--timeout", "240")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if f"[{phase}] running" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"up ended before {phase}"
+    again = deployment.otactl("up", "--timeout", "240", "-o", "json")
+    assert again.returncode == 0, again.stderr
+    assert Path(json.loads(again.stdout)["credentials_zip"]).exists()
+    third = deployment.otactl("up", "--timeout", "120", "-o", "json")
+    assert json.loads(third.stdout)["changed"] == []
+
+
+def test_a_service_that_never_becomes_healthy_fails_up_with_the_reason(
+    deployment: Deployment, standin
+):  # type: ignore[no-untyped-def]
+    standin.set(never_healthy=["tuf-keyserver"])
+    proc = deployment.otactl("up", "--set", "timeouts.health=5")
+    assert proc.returncode == 7, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    assert "tuf-keyserver" in last and "503" in last
+    assert "director" not in last.split("not healthy")[-1]  # healthy ones are not blamed
+
+
+def test_keys_still_generating_is_waited_for(deployment: Deployment, standin):  # type: ignore[no-untyped-def]
+    standin.set(keygen_delay_seconds=3.0)
+    started = time.monotonic()
+    proc = deployment.otactl("up", "--timeout", "240")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started >= 3.0
+
+
+def test_unschedulable_pods_are_explained(deployment: Deployment):
+    proc = deployment.otactl(
+        "up", "--set", "infra.kafka.resources.memory=900Ti", "--set", "timeouts.infra=8"
+    )
+    assert proc.returncode == 7, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "StatefulSet" in last and "kafka" in last
+    assert "unschedulable" in last and "Insufficient memory" in last
+
+
+def test_lost_local_pki_with_a_deployed_cluster_stops_up(deployment: Deployment):
+    assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    ca_before = deployment.cluster.kubectl(
+        "get", "secret", "gateway-tls", "-n", deployment.ns, "-o", "jsonpath={.data.ca\\.crt}"
+    ).stdout
+    import shutil
+
+    shutil.rmtree(deployment.server_dir)
+    proc = deployment.otactl("up", "--timeout", "60")
+    assert proc.returncode == 3
+    assert "has no server PKI" in proc.stderr and "second CA" in proc.stderr
+    assert not (deployment.server_dir / "ca.key").exists()  # nothing minted
+    ca_after = deployment.cluster.kubectl(
+        "get", "secret", "gateway-tls", "-n", deployment.ns, "-o", "jsonpath={.data.ca\\.crt}"
+    ).stdout
+    assert ca_after == ca_before
+
+
+def test_prune_deletes_what_is_no_longer_rendered(deployment: Deployment):
+    assert deployment.otactl("up", "--set", "ingress.enabled=true").returncode == 0
+    assert "ota-ce" in deployment.cluster.kubectl("get", "ingress", "-n", deployment.ns).stdout
+    kept = deployment.otactl("up", "-o", "json")
+    assert json.loads(kept.stdout)["pruned"] == []  # without --prune nothing is deleted
+    pruned = deployment.otactl("up", "--prune", "-o", "json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["pruned"] == [f"Ingress {deployment.ns}/ota-ce"]
+
+
+def test_cluster_access_failures_are_one_line_with_distinct_codes(
+    deployment: Deployment, tmp_path: Path, local_cluster
+):  # type: ignore[no-untyped-def]
+    config = yaml.safe_load(Path(local_cluster.kubeconfig).read_text())
+    # unreachable: a port nothing listens on
+    from tests.conftest import free_port
+
+    dead = json.loads(json.dumps(config))
+    dead["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    dead_path = tmp_path / "dead.kubeconfig"
+    dead_path.write_text(yaml.safe_dump(dead))
+    proc = run_otactl(*deployment.args("up", "--kubeconfig", str(dead_path), "--timeout", "20"))
+    assert proc.returncode == 4, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert errors[0].startswith("error: cannot reach the Kubernetes API at https://127.0.0.1:")
+    assert errors[0].endswith("connection refused")
+
+    # rejected credentials: a token the API server does not know
+    bad = json.loads(json.dumps(config))
+    bad["users"][0]["user"] = {"token": "not-a-valid-token"}
+    bad_path = tmp_path / "bad.kubeconfig"
+    bad_path.write_text(yaml.safe_dump(bad))
+    proc = run_otactl(*deployment.args("status", "--kubeconfig", str(bad_path)))
+    assert proc.returncode == 5, proc.stderr
+    assert "rejected otactl's credentials" in proc.stderr
+
+    # RBAC: a service account that may only read; `up` names the refused verb and object
+    ns = deployment.ns
+    kubectl = local_cluster.kubectl
+    kubectl("create", "namespace", ns)
+    kubectl("create", "serviceaccount", "reader", "-n", ns)
+    kubectl("create", "role", "reader", "-n", ns, "--verb=get,list,watch",
+            "--resource=secrets,services,deployments,statefulsets,jobs")  # fmt: skip
+    kubectl("create", "rolebinding", "reader", "-n", ns, "--role=reader",
+            f"--serviceaccount={ns}:reader")  # fmt: skip
+    token = kubectl("create", "token", "reader", "-n", ns).stdout.strip()
+    limited = json.loads(json.dumps(config))
+    limited["users"][0]["user"] = {"token": token}
+    limited_path = tmp_path / "limited.kubeconfig"
+    limited_path.write_text(yaml.safe_dump(limited))
+    proc = run_otactl(*deployment.args("up", "--kubeconfig", str(limited_path),
+                                       "--namespace", ns, "--timeout", "60"))  # fmt: skip
+    assert proc.returncode == 6, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: RBAC refused apply Namespace {ns}") or line.startswith(
+        "error: RBAC refused"
+    )
+    assert f"system:serviceaccount:{ns}:reader" in line
