@@ -79,7 +79,7 @@ def test_up_from_nothing_to_credentials_then_nothing_changes(deployment: Deploym
     secret = json.loads(
         deployment.cluster.kubectl(
             "get", "secret", "user-keys", "-n", deployment.ns, "-o", "json"
-        ).stdout  # fmt: skip
+        ).stdout
     )
     assert {"targets.pub", "targets.sec", "root.json"} <= set(secret["data"])
 
