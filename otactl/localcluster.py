@@ -407,7 +407,8 @@ class _Launcher:
             )
         ticks = _start_ticks(proc.pid)
         if ticks is None:
-            raise LocalClusterError(f"{name} exited at once:\n{_tail(log)}")
+            rc = proc.wait()
+            raise LocalClusterError(f"{name} exited with {rc}; last lines of {log}:\n{_tail(log)}")
         self.popens[name] = proc
         self.info.processes.append(ProcessRecord(name, proc.pid, ticks, str(log)))
         _save_state(self.info)
@@ -828,16 +829,16 @@ def _up(
             deadline,
         )
     except BaseException:
-        progress("start failed; stopping what was started")
-        down(state_dir, keep=True, progress=progress)
+        progress("start failed; stopping what was started (logs stay)")
+        down(state_dir, progress=progress)
         raise
     return info
 
 
 def _binary_release(bin_dir: Path) -> str:
-    # The release the binaries were built from: the cache folder is named after it.
-    name = bin_dir.parent.name
-    return name if name.startswith("v") else "unknown"
+    """The Kubernetes release the binaries report (`kube-apiserver --version`)."""
+    out = _run([str(bin_dir / "kube-apiserver"), "--version"]).split()
+    return out[-1] if out else "unknown"
 
 
 def _start_all(

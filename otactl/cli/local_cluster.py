@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from otactl.cli._common import Output, echo, emit_json, info
+from otactl.localcluster import DEFAULT_API_PORT, DEFAULT_CONTROL_PORT, DEFAULT_TIMEOUT
 
 app = typer.Typer(
     help="A local simulated Kubernetes cluster (real control plane, kwok fake nodes, "
@@ -34,7 +35,7 @@ def up(
             envvar="OTACTL_LOCAL_API_PORT",
             help="Host port (127.0.0.1) of the API server; 0 picks a free one.",
         ),
-    ] = 16443,
+    ] = DEFAULT_API_PORT,
     control_port: Annotated[
         int,
         typer.Option(
@@ -42,7 +43,7 @@ def up(
             envvar="OTACTL_LOCAL_CONTROL_PORT",
             help="Host port (127.0.0.1) of the stand-in's knobs endpoint; 0 picks one.",
         ),
-    ] = 16490,
+    ] = DEFAULT_CONTROL_PORT,
     standin: Annotated[
         bool,
         typer.Option("--standin/--no-standin", help="Start the OTA services stand-in."),
@@ -62,7 +63,7 @@ def up(
     ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=10, help="Seconds to wait for the cluster.")
-    ] = 180.0,
+    ] = DEFAULT_TIMEOUT,
 ) -> None:
     """Start the cluster; write generated/local/kubeconfig; logs in generated/local/logs/."""
     from otactl import localcluster

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from otactl import localcluster
+from otactl.errors import LocalClusterError
 
 from .conftest import LocalCluster, StandinKnobs
 
@@ -489,3 +490,27 @@ def test_up_down_cli_leaves_nothing_behind(tmp_path: Path) -> None:
     assert (generated / "local" / "logs" / "kube-apiserver.log").exists()
     res = _otactl("--generated", str(generated), "local-cluster", "status", cwd=tmp_path)
     assert res.returncode == 1 and "no local cluster" in res.stdout
+
+
+def test_component_that_dies_fails_up_with_its_log(tmp_path: Path) -> None:
+    """A control plane process that exits makes `up` fail, name it, show its log, stop the rest."""
+    real = localcluster.find_bin_dir()
+    bad = tmp_path / "bin"
+    bad.mkdir()
+    for name in localcluster.BINARIES:
+        (bad / name).symlink_to(real / name)
+    (bad / "kube-apiserver").unlink()
+    (bad / "kube-apiserver").write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && { echo "Kubernetes v0.0.0"; exit 0; }\n'
+        'echo "simulated: cannot open etcd" >&2\nexit 3\n'
+    )
+    (bad / "kube-apiserver").chmod(0o755)
+    state_dir = tmp_path / "generated" / "local"
+    opts = localcluster.ClusterOptions(state_dir, api_port=0, control_port=0, bin_dir=bad)
+    with pytest.raises(LocalClusterError) as e:
+        localcluster.up(opts)
+    assert "kube-apiserver exited with 3" in str(e.value)
+    assert "simulated: cannot open etcd" in str(e.value)
+    assert not (state_dir / "state.json").exists()
+    assert not Path("/run/netns", localcluster._netns_name(state_dir)).exists()
+    assert (state_dir / "logs" / "etcd.log").exists()
