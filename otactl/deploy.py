@@ -379,7 +379,7 @@ def prune(
 
     gone = []
     for kind in OWNED_KINDS:
-        items, _ = cluster.list(kind, namespace, MANAGED_SELECTOR)
+        items, _ = cluster.list_objects(kind, namespace, MANAGED_SELECTOR)
         for obj in items:
             name = obj["metadata"]["name"]
             if (kind, name) not in keep:
@@ -408,7 +408,7 @@ def down(
     kinds = OWNED_KINDS + (("PersistentVolumeClaim",) if purge else ())
     targets = []
     for kind in kinds:
-        items, _ = cluster.list(kind, ns, MANAGED_SELECTOR)
+        items, _ = cluster.list_objects(kind, ns, MANAGED_SELECTOR)
         for obj in items:
             name = obj["metadata"]["name"]
             cluster.delete(kind, ns, name)
@@ -444,7 +444,7 @@ def status(cluster: Cluster, values: Values) -> list[ObjectStatus]:
 
     rows = []
     for kind in ("Deployment", "StatefulSet", "Job", "Service"):
-        items, _ = cluster.list(kind, values.namespace, MANAGED_SELECTOR)
+        items, _ = cluster.list_objects(kind, values.namespace, MANAGED_SELECTOR)
         for obj in sorted(items, key=lambda o: o["metadata"]["name"]):
             st = ready.state(obj)
             rows.append(

@@ -208,7 +208,7 @@ class Cluster:
         what = f"get {kind} {namespace + '/' if namespace else ''}{name}"
         return self.request("GET", path, what=what, ok_missing=True)
 
-    def list(
+    def list_objects(
         self, kind: str, namespace: str | None, label_selector: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         """Objects and the list's resourceVersion (to watch from)."""
@@ -321,7 +321,7 @@ class Cluster:
 
     def node_addresses(self) -> list[dict[str, str]]:
         """Every node's addresses ({"type": "InternalIP", "address": ...})."""
-        nodes, _ = self.list("Node", None)
+        nodes, _ = self.list_objects("Node", None)
         return [a for n in nodes for a in n.get("status", {}).get("addresses", [])]
 
 
@@ -348,12 +348,14 @@ class ServiceProxyCaller:
         full = base + "/" + path.lstrip("/")
         if qs:
             full += "?" + qs
+        content_type = (headers or {}).get("Content-Type")
+        payload: Any = body
+        if body is not None and (content_type is None or "json" in content_type):
+            # The kubernetes client json.dumps() JSON bodies itself (bytes would raise
+            # TypeError there): hand it the decoded value.
+            payload = json.loads(body)
         resp = self.cluster._send(
-            method,
-            full,
-            body=body,
-            headers=headers,
-            content_type=(headers or {}).get("Content-Type"),
+            method, full, body=payload, headers=headers, content_type=content_type
         )
         data = resp.read()
         result = Response(resp.status, data, {k: v for k, v in resp.headers.items()})

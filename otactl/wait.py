@@ -56,7 +56,7 @@ def _watch_kind(
     the watch ends early or its resourceVersion expired (410)."""
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            items, rv = cluster.list(kind, namespace)
+            items, rv = cluster.list_objects(kind, namespace)
             present = set()
             for obj in items:
                 if obj["metadata"]["name"] in names:
@@ -163,7 +163,7 @@ def _why(cluster: Cluster, target: Target, obj: dict[str, Any] | None) -> str:
             return " (the object does not exist)"
         labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
-        pods, _ = cluster.list("Pod", target.namespace, selector)
+        pods, _ = cluster.list_objects("Pod", target.namespace, selector)
     except OtactlError as e:
         return f" (could not look at its pods: {e})"
     if not pods:

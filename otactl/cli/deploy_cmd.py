@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,7 +42,7 @@ class _View:
             self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=8)
             self.live.start()
 
-    def _table(self):  # type: ignore[no-untyped-def]
+    def _table(self) -> Any:
         from rich.table import Table
 
         table = Table(show_header=True, header_style="bold", box=None)
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
         def health_step(services: tuple[str, ...], timeout: float) -> None:
             health.wait_healthy(caller, services, timeout=timeout)
 
-        def credentials_step(gateway_url: str, timeout: float):  # type: ignore[no-untyped-def]
+        def credentials_step(gateway_url: str, timeout: float) -> Path:
             made = credentials.credentials_for_values(
                 caller, values, server_dir, gateway_url, timeout=timeout
             )

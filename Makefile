@@ -1,0 +1,34 @@
+# otactl: `make demo` tries it on a local simulated cluster, `make test` runs every test.
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+OTACTL := .venv/bin/otactl
+
+.PHONY: help setup demo demo-down test lint format bench golden
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: ## Install Debian packages, the venv and the local cluster binaries (idempotent)
+	@scripts/setup.sh
+
+demo: setup ## Local cluster, otactl up, a device bundle, health: the whole job end to end
+	@scripts/demo.sh
+
+demo-down: ## Stop the demo's local cluster
+	-$(OTACTL) down --yes
+	$(OTACTL) local-cluster down
+
+test: setup ## Run the whole test suite (unit and integration, real servers)
+	$(PY) -m pytest -q
+
+lint: setup ## ruff (lint and format check) and mypy on otactl/
+	.venv/bin/ruff check otactl tests bench contrib
+	.venv/bin/ruff format --check otactl tests bench contrib
+	.venv/bin/mypy otactl
+
+format: ## Reformat the code with ruff
+	.venv/bin/ruff format otactl tests bench contrib
+	.venv/bin/ruff check --fix otactl tests bench contrib
+
+bench: setup ## Run the benchmarks (figures and ratios against their baselines)
+	$(PY) bench/bench_devices.py
