@@ -489,6 +489,12 @@ def test_failed_operation_raises_its_reason(fake: Fake) -> None:
         gke.create_cluster(client_for(fake), spec(), quick())
 
 
+def test_a_transient_503_while_polling_is_retried(fake: Fake) -> None:
+    fake.api.fail("operation", 503, "UNAVAILABLE", "The service is currently unavailable.")
+    info = gke.create_cluster(client_for(fake), spec(), quick())
+    assert info.created and fake.api.faults["operation"] == []
+
+
 def test_operation_past_its_deadline_is_a_wait_timeout(fake: Fake) -> None:
     fake.api.polls = 1000
     with pytest.raises(WaitTimeout, match="still RUNNING after"):
