@@ -460,8 +460,8 @@ def test_revoke_by_name_and_uuid(tmp_path: Path) -> None:
 def test_certs_check_cli(tmp_path: Path) -> None:
     env = {"OTACTL_GENERATED": str(tmp_path / "gen")}
     run_otactl("new-server", cwd=tmp_path, env=env, check=True)
-    run_otactl("new-device", "d1", cwd=tmp_path, env=env, check=True)
-    run_otactl("new-device", "d2", cwd=tmp_path, env=env, check=True)
+    run_otactl("new-device", "d1", "--no-register", cwd=tmp_path, env=env, check=True)
+    run_otactl("new-device", "d2", "--no-register", cwd=tmp_path, env=env, check=True)
     run_otactl("revoke-device", "d2", cwd=tmp_path, env=env, check=True)
 
     ok = run_otactl("certs", "check", "--within", "30d", cwd=tmp_path, env=env)
