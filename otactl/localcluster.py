@@ -146,6 +146,9 @@ class ClusterOptions:
     standin_config: Path | None = None
     bin_dir: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
+    # An audit policy for the API server; events go to logs/audit.log (benchmarks read the
+    # API server's own timestamps there).
+    audit_policy: Path | None = None
 
 
 @dataclass
@@ -915,6 +918,14 @@ def _start_all(
             f"--service-account-signing-key-file={p.sa_key}",
             "--allow-privileged=true",
             "--profiling=false",
+            *(
+                [
+                    f"--audit-policy-file={opts.audit_policy}",
+                    f"--audit-log-path={logs / 'audit.log'}",
+                ]
+                if opts.audit_policy
+                else []
+            ),
         ],
     )
     _wait_until(
