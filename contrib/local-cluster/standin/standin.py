@@ -499,6 +499,9 @@ def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
 class _Handler(BaseHTTPRequestHandler):
     # Keep-alive as the API server's proxy expects; every answer carries Content-Length.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the body waits for the peer's
+    # delayed ACK (~40 ms per request). The Scala services' akka-http sets TCP_NODELAY too.
+    disable_nagle_algorithm = True
     server: Any
 
     def log_message(self, fmt: str, *args: Any) -> None:
