@@ -192,7 +192,9 @@ class FakeContainerApi:
         for op in self.operations.values():
             if op["targetPath"] == path and op["status"] != "DONE":
                 self._tick(op)
-        return 200, self.clusters.get(path) or _error(404, "NOT_FOUND", f"Not found: {path}.")[1]
+        if path not in self.clusters:  # that operation was its deletion, now done
+            return _error(404, "NOT_FOUND", f"Not found: {path}.")
+        return 200, self.clusters[path]
 
     def _delete(self, parent: str, name: str, _: dict[str, Any]) -> tuple[int, Any]:
         path = f"{parent}/clusters/{name}"
