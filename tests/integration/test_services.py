@@ -1,0 +1,347 @@
+"""Credentials, health and registration against the real API server's service proxy and
+the OTA services stand-in (through `otactl.kube`'s ServiceCaller, as `otactl up` does).
+
+The OTA services run once per module in their own namespace; each test uses a tenant
+(x-ats-namespace) of its own, and the `standin` fixture forgets every repo and device
+after each test."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otactl import credentials, health, kube
+from otactl.config import Values, load_values
+from otactl.errors import ServiceError, WaitTimeout
+from otactl.pki import PkiSettings, ServerFiles, ensure_server_pki
+from otactl.registry import register_device
+from otactl.service_api import ServiceCaller
+from tests.conftest import run_otactl
+
+from .conftest import LocalCluster, StandinKnobs
+from .ota_services import ALL_APPS, deploy_services, service_only
+
+pytestmark = pytest.mark.integration
+
+SERVER = "ota-ce.example.com"
+
+
+@pytest.fixture(scope="module")
+def ota_ns(local_cluster: LocalCluster) -> Iterator[str]:
+    """A namespace where all 11 OTA services run (stand-in pods)."""
+    ns = f"svc-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", ns)
+    deploy_services(local_cluster, ns)
+    yield ns
+    local_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def caller(local_cluster: LocalCluster, ota_ns: str) -> ServiceCaller:
+    return kube.connect(local_cluster.kubeconfig).service_caller(ota_ns)
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def server_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "generated" / SERVER
+    ensure_server_pki(d, SERVER, PkiSettings())
+    return d
+
+
+def _values(ns: str, tenant: str) -> Values:
+    return load_values(None, [f"namespace={ns}", f"tenant={tenant}", f"server_name={SERVER}"])
+
+
+def _cli(ns: str, cluster: LocalCluster, generated: Path, tenant: str, *args: str):  # type: ignore[no-untyped-def]
+    return run_otactl(
+        "--generated", str(generated), *args, "--kubeconfig", str(cluster.kubeconfig),
+        "-n", ns, "--set", f"tenant={tenant}",
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def _check_zip(data: bytes, gateway: str) -> dict[str, bytes]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+    from tuf.api.metadata import Metadata, Root
+    from tuf.api.serialization.json import CanonicalJSONSerializer
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        files = {name: zf.read(name) for name in zf.namelist()}
+    assert set(files) == {
+        "autoprov.url", "server_ca.pem", "tufrepo.url", "targets.pub", "targets.sec",
+        "treehub.json", "root.json",
+    }  # fmt: skip
+    assert files["autoprov.url"].decode().strip() == gateway
+    # root.json is the repository's root, signed by its root key.
+    md = Metadata[Root].from_bytes(files["root.json"])
+    md.signed.verify_delegate(
+        Root.type, CanonicalJSONSerializer().serialize(md.signed), md.signatures
+    )
+    # targets.pub/targets.sec: one ED25519 pair, and the root's targets key.
+    pub, sec = json.loads(files["targets.pub"]), json.loads(files["targets.sec"])
+    assert pub["keytype"] == sec["keytype"] == "ED25519"
+    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pub["keyval"]["public"]))
+    private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(sec["keyval"]["private"]))
+    public.verify(private.sign(b"targets.json"), b"targets.json")
+    [targets_keyid] = md.signed.roles["targets"].keyids
+    assert md.signed.keys[targets_keyid].keyval["public"] == pub["keyval"]["public"]
+    return files
+
+
+def test_credentials_from_nothing_423_then_rerun_changes_nothing(
+    caller: ServiceCaller, standin: StandinKnobs, tenant: str, server_dir: Path, ota_ns: str
+) -> None:
+    standin.set(keygen_delay_seconds=2)
+    values = _values(ota_ns, tenant)
+    gateway = f"https://{SERVER}:30443"
+    progress: list[str] = []
+    first = credentials.credentials_for_values(
+        caller, values, server_dir, gateway, timeout=60, progress=progress.append
+    )
+    assert first.changed and first.created == ("user repo", "director repo")
+    assert any("keys are still being generated (tuf-reposerver answered 423)" in p
+               for p in progress), progress  # fmt: skip
+    path = server_dir / "credentials.zip"
+    assert first.path == path and path.stat().st_mode & 0o777 == 0o600
+    data = path.read_bytes()
+    files = _check_zip(data, gateway)
+    assert files["server_ca.pem"] == ServerFiles(server_dir).server_ca.read_bytes()
+    treehub = json.loads(files["treehub.json"])
+    assert treehub["basic_auth"]["user"] == values.reverse_proxy.user
+    assert treehub["ostree"]["server"] == "http://treehub.example.com/api/v3/"
+    state = standin.state()
+    assert state["user_repos"][tenant] == first.repo_id
+    director_repo = state["director_repos"][tenant]
+    assert first.user_keys["repo_id"] == first.repo_id.encode()
+
+    # Again: POST user_repo answers 409 (fine), the director repo is found, not posted
+    # again (that would make orphan keys); the file keeps its bytes and its mtime.
+    mtime = path.stat().st_mtime_ns
+    second = credentials.credentials_for_values(caller, values, server_dir, gateway, timeout=60)
+    assert (second.changed, second.created, second.repo_id) == (False, (), first.repo_id)
+    assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
+    assert standin.state()["director_repos"][tenant] == director_repo
+
+
+def test_credentials_retry_5xx_bursts_then_succeed(
+    caller: ServiceCaller, standin: StandinKnobs, tenant: str, server_dir: Path, ota_ns: str
+) -> None:
+    standin.set(
+        keygen_delay_seconds=0,
+        bursts={"tuf-keyserver": {"count": 2, "status": 503, "path_prefix": "/api"},
+                "director": {"count": 1, "status": 500, "path_prefix": "/api"}},
+    )  # fmt: skip
+    progress: list[str] = []
+    made = credentials.credentials_for_values(
+        caller, _values(ota_ns, tenant), server_dir, "https://x:8443", timeout=60,
+        progress=progress.append,
+    )  # fmt: skip
+    assert made.changed
+    assert sum("tuf-keyserver answered HTTP 503" in p for p in progress) == 2
+    assert sum("director answered HTTP 500" in p for p in progress) == 1
+
+
+def test_credentials_keys_never_ready_times_out(
+    caller: ServiceCaller, standin: StandinKnobs, tenant: str, server_dir: Path, ota_ns: str
+) -> None:
+    standin.set(keygen_delay_seconds=600)
+    with pytest.raises(WaitTimeout, match=r"keys are still being generated"):
+        credentials.credentials_for_values(
+            caller, _values(ota_ns, tenant), server_dir, "https://x:8443", timeout=2
+        )
+    assert not (server_dir / "credentials.zip").exists()
+
+
+def test_credentials_cli_writes_zip_and_user_keys_secret(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, server_dir: Path,
+    ota_ns: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    standin.set(keygen_delay_seconds=0)
+    generated = server_dir.parent
+    out = tmp_path / "out" / "creds.zip"
+    res = _cli(ota_ns, local_cluster, generated, tenant, "credentials", "--out", str(out),
+               "-o", "json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["path"] == str(out) and got["changed"] and out.stat().st_mode & 0o777 == 0o600
+    # No gateway-service in this namespace: the gateway's own port.
+    _check_zip(out.read_bytes(), f"https://{SERVER}:8443")
+    secret = json.loads(
+        local_cluster.kubectl("get", "secret", "user-keys", "-n", ota_ns, "-o", "json").stdout
+    )
+    assert set(secret["data"]) == {"repo_id", "root.json", "targets.pub", "targets.sec"}
+    again = _cli(ota_ns, local_cluster, generated, tenant, "credentials", "--out", str(out))
+    assert again.returncode == 0 and "unchanged:" in again.stderr
+
+
+def test_credentials_cli_service_missing_is_one_line(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, server_dir: Path,
+) -> None:  # fmt: skip
+    ns = f"empty-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", ns)
+    try:
+        res = _cli(ns, local_cluster, server_dir.parent, tenant, "credentials")
+    finally:
+        local_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    assert res.returncode == 8, res.stderr
+    assert res.stderr.startswith("error: tuf-reposerver: POST /api/v1/user_repo: Service ")
+    assert "not found" in res.stderr and res.stderr.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- health
+
+
+def test_health_all_ok_then_never_healthy_reason(
+    caller: ServiceCaller, standin: StandinKnobs
+) -> None:
+    results = health.check(caller)
+    assert [r.service for r in results] == list(ALL_APPS)
+    assert all(r.ok and r.http_status == 200 for r in results), results
+    standin.set(never_healthy=["campaigner", "tuf-reposerver"])
+    by_name = {r.service: r for r in health.check(caller)}
+    camp, repo = by_name["campaigner"], by_name["tuf-reposerver"]
+    assert (camp.ok, camp.http_status) == (False, 503)
+    assert camp.reason == "campaigner answered 503: failing database DOWN: stand-in warming up"
+    assert (repo.ok, repo.http_status, repo.path) == (False, 502, "/health/dependencies")
+    assert by_name["director"].ok
+    with pytest.raises(WaitTimeout) as e:
+        health.wait_healthy(caller, ["director", "campaigner"], timeout=1.5)
+    assert "1 of 2 services not healthy" in str(e.value)
+    assert "campaigner: campaigner answered 503: failing database DOWN" in str(e.value)
+
+
+def test_health_wait_through_warmup(
+    local_cluster: LocalCluster, standin: StandinKnobs, caller: ServiceCaller
+) -> None:
+    standin.set(warmup_seconds={"director": 2})
+    standin.restart("director")
+    progress: list[str] = []
+    results = health.wait_healthy(caller, ["director"], timeout=30, progress=progress.append)
+    assert results[0].ok and progress and "director answered 503" in progress[0]
+
+
+def test_health_no_pods_is_the_api_server_not_the_service(
+    local_cluster: LocalCluster, standin: StandinKnobs, tmp_path: Path
+) -> None:
+    ns = f"nopods-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", ns)
+    try:
+        service_only(local_cluster, ns, ["director"])
+        caller = kube.connect(local_cluster.kubeconfig).service_caller(ns)
+        [director, keyserver] = health.check(caller, ["director", "tuf-keyserver"])
+        assert (director.ok, director.http_status) == (False, 503)
+        assert director.reason.startswith("no ready endpoints for service director")
+        assert not director.failing
+        assert keyserver.reason.startswith("Service tuf-keyserver not found (API server 404")
+        # The CLI: a table, one error line, exit 8; with --wait, exit 7.
+        res = run_otactl(
+            "--generated", str(tmp_path), "health", "director", "--kubeconfig",
+            str(local_cluster.kubeconfig), "-n", ns,
+        )  # fmt: skip
+        assert res.returncode == 8, res.stderr
+        assert "director  FAIL     503" in res.stdout
+        assert res.stderr.startswith("error: 1 of 1 services not healthy: director: no ready")
+        res = run_otactl(
+            "--generated", str(tmp_path), "health", "director", "--wait", "--timeout", "2",
+            "-o", "json", "--kubeconfig", str(local_cluster.kubeconfig), "-n", ns,
+        )  # fmt: skip
+        assert res.returncode == 7 and res.stdout == ""
+        assert res.stderr.count("\n") >= 1 and "error: 1 of 1 services not healthy after 2s" in (
+            res.stderr
+        )
+    finally:
+        local_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_health_cli_json_and_unknown_name(
+    local_cluster: LocalCluster, standin: StandinKnobs, ota_ns: str, tmp_path: Path
+) -> None:
+    res = run_otactl(
+        "--generated", str(tmp_path), "health", "-o", "json", "--kubeconfig",
+        str(local_cluster.kubeconfig), "-n", ota_ns,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["healthy"] and len(got["services"]) == 11
+    assert {s["status"] for s in got["services"]} == {"OK"}
+    assert all(s["latency_ms"] >= 0 for s in got["services"])
+    bad = run_otactl("--generated", str(tmp_path), "health", "directr", "--kubeconfig",
+                     str(local_cluster.kubeconfig))  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown service directr (known:")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def test_register_100_devices_through_one_connection(
+    caller: ServiceCaller, standin: StandinKnobs, tenant: str
+) -> None:
+    devices = [(str(uuid.uuid4()), f"dev-{i:03d}") for i in range(100)]
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    start = time.perf_counter()
+    for dev_uuid, name in devices:
+        assert register_device(caller, tenant, dev_uuid, name, name, pem) == dev_uuid
+    elapsed = time.perf_counter() - start
+    rate = len(devices) / elapsed
+    print(f"\nregistered {len(devices)} devices in {elapsed:.2f}s: {rate:.0f} registrations/s")
+    registered = standin.devices(tenant)
+    assert {d["uuid"] for d in registered} == {u for u, _ in devices}
+    assert rate >= 100, f"{rate:.0f} registrations/s"  # target 200/s; margin for busy CI
+
+
+def test_device_id_reuse_is_refused(
+    caller: ServiceCaller, standin: StandinKnobs, tenant: str
+) -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert register_device(caller, tenant, first, "kiosk", "kiosk", pem) == first
+    assert register_device(caller, tenant, first, "kiosk", "kiosk", pem) == first  # repeatable
+    with pytest.raises(ServiceError) as e:
+        register_device(caller, tenant, second, "kiosk", "kiosk", pem)
+    assert f"deviceId 'kiosk' is already registered as device {first}, not {second}" in str(e.value)
+
+
+def test_new_device_cli_registers_and_refuses_reuse(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, ota_ns: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    gen_a, gen_b = tmp_path / "a", tmp_path / "b"
+    for gen in (gen_a, gen_b):
+        assert run_otactl("--generated", str(gen), "new-server").returncode == 0
+    res = _cli(ota_ns, local_cluster, gen_a, tenant, "new-device", "--count", "20", "--prefix",
+               "batch", "-o", "json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["registered"] == 20
+    one = _cli(ota_ns, local_cluster, gen_a, tenant, "new-device", "kiosk", "-o", "json")
+    assert one.returncode == 0, one.stderr
+    kiosk = json.loads(one.stdout)
+    assert kiosk["registered"] is True
+    devices = {d["deviceId"]: d for d in standin.devices(tenant)}
+    assert len(devices) == 21 and devices["kiosk"]["uuid"] == kiosk["uuid"]
+    cert = (Path(kiosk["path"]) / "client.pem").read_text()
+    assert devices["kiosk"]["credentials"] == cert
+    # The same name from another installation's generated/ (another uuid): refused.
+    other = _cli(ota_ns, local_cluster, gen_b, tenant, "new-device", "kiosk")
+    assert other.returncode == 8
+    assert other.stderr.startswith(
+        f"error: device-registry: deviceId 'kiosk' is already registered as device "
+        f"{kiosk['uuid']}, not "
+    )
+    assert other.stderr.count("\n") == 1
