@@ -307,6 +307,12 @@ def test_reposerver_user_repo_409_423_and_signed_root(
     )
     assert set(md.signed.roles) == {"root", "targets", "snapshot", "timestamp"}
     assert standin.state()["user_repos"] == {"default": repo_id}
+    # Repos are per tenant (x-ats-namespace): another tenant has none yet.
+    other = {"x-ats-namespace": "other"}
+    path = "/api/v1/user_repo/root.json"
+    assert (
+        local_cluster.proxy("GET", namespace, "tuf-reposerver", path, headers=other).status == 404
+    )
 
 
 def test_root_signature_fails_when_tampered(
