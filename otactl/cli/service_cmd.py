@@ -214,8 +214,8 @@ def register(app: typer.Typer) -> None:
             echo(line)
 
 
-def check_push_options(single: bool, push: str | None, register: bool) -> None:
-    """--push copies one bundle to one device, which must be registered to be of use."""
+def check_push_options(single: bool, push: str | None) -> None:
+    """--push copies one bundle to one device: check it before any bundle is made."""
     if push is None:
         return
     if not single:
@@ -223,5 +223,3 @@ def check_push_options(single: bool, push: str | None, register: bool) -> None:
     from otactl.push import parse_target
 
     parse_target(push)
-    if not register:
-        info("note: --push without registration: the device is unknown to device-registry")
