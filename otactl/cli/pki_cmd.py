@@ -202,7 +202,7 @@ def register(app: typer.Typer) -> None:
         if uuid is not None and name is None:
             raise ConfigError("--uuid goes with a single NAME")
         opts = _bundle_options(st, fmt, hardware_id, port, archive)
-        service_cmd.check_push_options(name is not None, push, register_)
+        service_cmd.check_push_options(name is not None, push)
         registered: list[int] = []
         hook = (
             service_cmd.registration_hook(st, kubeconfig, context, registered)
