@@ -64,6 +64,16 @@ if up_to_date; then
   exit 0
 fi
 
+# One build at a time per release (two test sessions may call this at once); the loser
+# finds the winner's binaries when it gets the lock.
+mkdir -p "$release_dir"
+exec 9>"$release_dir/.lock"
+flock 9
+if up_to_date; then
+  echo "$bin_dir"
+  exit 0
+fi
+
 echo "build.sh: building Kubernetes $k8s_version binaries into $bin_dir (cold build takes a while)" >&2
 start=$(date +%s)
 
@@ -80,7 +90,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.buildDate=$release_time"
 done
 
-mkdir -p "$release_dir"
 work="$(mktemp -d "$release_dir/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export GOCACHE="${OTACTL_GOCACHE:-$release_dir/.gocache}"
