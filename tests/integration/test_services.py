@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 import uuid
 import zipfile
@@ -64,7 +65,9 @@ def _values(ns: str, tenant: str) -> Values:
     return load_values(None, [f"namespace={ns}", f"tenant={tenant}", f"server_name={SERVER}"])
 
 
-def _cli(ns: str, cluster: LocalCluster, generated: Path, tenant: str, *args: str):  # type: ignore[no-untyped-def]
+def _cli(
+    ns: str, cluster: LocalCluster, generated: Path, tenant: str, *args: str
+) -> subprocess.CompletedProcess[str]:
     return run_otactl(
         "--generated", str(generated), *args, "--kubeconfig", str(cluster.kubeconfig),
         "-n", ns, "--set", f"tenant={tenant}",
@@ -345,3 +348,62 @@ def test_new_device_cli_registers_and_refuses_reuse(
         f"{kiosk['uuid']}, not "
     )
     assert other.stderr.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+def test_hosts_from_node_ports_and_load_balancer(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    ns = f"hosts-{uuid.uuid4().hex[:8]}"
+    local_cluster.kubectl("create", "namespace", ns)
+
+    def hosts() -> subprocess.CompletedProcess[str]:
+        return run_otactl(
+            "--generated", str(tmp_path), "hosts", "--kubeconfig", str(local_cluster.kubeconfig),
+            "-n", ns, "--set", "domain=ota.test", "--set", f"server_name={SERVER}",
+        )  # fmt: skip
+
+    try:
+        missing = hosts()
+        assert missing.returncode == 1
+        assert (
+            missing.stderr
+            == f"error: Service {ns}/reverse-proxy not found: run `otactl up` first\n"
+        )
+        services = [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+             "spec": {"type": kind, "selector": {"app": name},
+                      "ports": [{"name": "p", "port": port}]}}
+            for name, kind, port in (("reverse-proxy", "LoadBalancer", 80),
+                                     ("gateway-service", "NodePort", 8443))
+        ]  # fmt: skip
+        local_cluster.kubectl(
+            "apply", "-n", ns, "-f", "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": services}),
+        )  # fmt: skip
+        pending = hosts()
+        assert pending.returncode == 1 and "LoadBalancer without an address yet" in pending.stderr
+        # What a cloud controller does once the load balancer exists.
+        local_cluster.kubectl(
+            "patch", "service", "reverse-proxy", "-n", ns, "--subresource=status",
+            "--type=merge", "-p", '{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.7"}]}}}',
+        )  # fmt: skip
+        res = hosts()
+        assert res.returncode == 0, res.stderr
+        nodes = json.loads(local_cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        internal = {
+            a["address"]
+            for n in nodes
+            for a in n["status"]["addresses"]
+            if a["type"] == "InternalIP"
+        }
+        lines = [line for line in res.stdout.splitlines() if not line.startswith("#")]
+        assert lines[0] == (
+            "198.51.100.7 app.ota.test tuf-reposerver.ota.test treehub.ota.test web-events.ota.test"
+        )
+        ip, name = lines[1].split()
+        assert name == SERVER and ip in internal
+    finally:
+        local_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
