@@ -149,6 +149,9 @@ class ClusterOptions:
     # An audit policy for the API server; events go to logs/audit.log (benchmarks read the
     # API server's own timestamps there).
     audit_policy: Path | None = None
+    # When set, a watchdog stops the cluster once this process exits: a test session killed
+    # before its teardown must not leave a control plane running.
+    owner_pid: int | None = None
 
 
 @dataclass
@@ -394,12 +397,14 @@ class _Launcher:
         cmd: Sequence[str],
         pass_fds: Sequence[int] = (),
         env: dict[str, str] | None = None,
+        in_netns: bool = True,
     ) -> None:
         log = self.logs / f"{name}.log"
         self.progress(f"starting {name}")
+        prefix = self.ns.prefix() if in_netns else []
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [*self.ns.prefix(), *cmd],
+                [*prefix, *cmd],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -866,6 +871,19 @@ def _start_all(
         p for p in (pkg_parent, os.environ.get("PYTHONPATH", "")) if p
     )
 
+    if opts.owner_pid is not None:
+        owner_ticks = _start_ticks(opts.owner_pid)
+        if owner_ticks is None:
+            raise LocalClusterError(f"owner process {opts.owner_pid} is not running")
+        # Outside the netns: it deletes the namespace when it stops the cluster.
+        launcher.start(
+            "watchdog",
+            [sys.executable, "-m", "otactl.localcluster", "watchdog",
+             str(opts.owner_pid), str(owner_ticks), str(state_dir)],
+            env=py_env,
+            in_netns=False,
+        )  # fmt: skip
+
     fds = [api_sock.fileno()]
     fwd_args = [f"{api_sock.fileno()}=127.0.0.1:{IN_NS_API_PORT}"]
     if ctl_sock is not None:
@@ -1066,8 +1084,8 @@ def down(state_dir: Path, keep: bool = False, progress: Progress = _quiet) -> li
     # Newest first, one at a time: clients go before the API server, the API server before
     # etcd, and the forwarder last, so each can shut down cleanly instead of retrying.
     for rec in reversed(info.processes):
-        if not _alive(rec):
-            continue
+        if rec.pid == os.getpid() or not _alive(rec):
+            continue  # the watchdog runs down itself
         progress(f"stopping {rec.name} (pid {rec.pid})")
         stopped.append(rec.name)
         if not _signal_and_wait(rec, signal.SIGTERM, STOP_GRACE_SECONDS):
@@ -1145,8 +1163,30 @@ def _forward_main(specs: Sequence[str]) -> None:
     asyncio.run(main())
 
 
+def _watchdog_main(owner_pid: int, owner_ticks: int, state_dir: str) -> None:
+    """Wait for the owner process to exit, then stop the cluster recorded in `state_dir`."""
+    import select
+
+    try:
+        pidfd: int | None = os.pidfd_open(owner_pid)
+    except OSError:
+        pidfd = None
+    if pidfd is not None and _start_ticks(owner_pid) == owner_ticks:
+        select.select([pidfd], [], [])  # a pidfd becomes readable when its process exits
+    else:
+        # No pidfd (old kernel) or the owner is already gone: poll.
+        while _start_ticks(owner_pid) == owner_ticks:
+            time.sleep(1)
+    down(Path(state_dir), progress=lambda m: print(m, flush=True))
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "forward":
         _forward_main(sys.argv[2:])
+    elif len(sys.argv) == 5 and sys.argv[1] == "watchdog":
+        _watchdog_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:
-        sys.exit("usage: python -m otactl.localcluster forward FD=HOST:PORT ...")
+        sys.exit(
+            "usage: python -m otactl.localcluster forward FD=HOST:PORT ... | "
+            "watchdog OWNER_PID OWNER_TICKS STATE_DIR"
+        )

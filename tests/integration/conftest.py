@@ -159,8 +159,9 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     if os.geteuid() != 0 and not Path("/proc/self/ns/user").exists():
         pytest.fail("the local cluster needs root or user namespaces", pytrace=False)
     generated = tmp_path_factory.mktemp("otactl") / "generated"
+    # owner_pid: if this session is killed before teardown, a watchdog stops the cluster.
     opts = localcluster.ClusterOptions(
-        state_dir=generated / "local", api_port=0, control_port=0, nodes=2
+        state_dir=generated / "local", api_port=0, control_port=0, nodes=2, owner_pid=os.getpid()
     )
     try:
         info = localcluster.up(opts)

@@ -452,7 +452,7 @@ def test_status_reports_running_cluster(local_cluster: LocalCluster, tmp_path: P
     assert st["running"] and st["api_ready"]
     assert set(st["processes"]) == {
         "forwarder", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-        "kwok", "standin",
+        "kwok", "standin", "watchdog",
     }  # fmt: skip
     assert all(st["processes"].values())
 
@@ -520,3 +520,28 @@ def test_component_that_dies_fails_up_with_its_log(tmp_path: Path) -> None:
     assert not (state_dir / "state.json").exists()
     assert not Path("/run/netns", localcluster._netns_name(state_dir)).exists()
     assert (state_dir / "logs" / "etcd.log").exists()
+
+
+def test_cluster_stops_when_its_owner_dies(tmp_path: Path) -> None:
+    """A test session killed before its teardown leaves no control plane behind."""
+    state_dir = tmp_path / "generated" / "local"
+    owner = subprocess.run(
+        [sys.executable, "-c",
+         "import os, sys\n"
+         "from pathlib import Path\n"
+         "from otactl import localcluster\n"
+         "localcluster.up(localcluster.ClusterOptions(Path(sys.argv[1]), api_port=0,\n"
+         "    control_port=0, standin=False, owner_pid=os.getpid()))\n"
+         "os._exit(0)  # no down: the owner just goes away\n",
+         str(state_dir)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert owner.returncode == 0, owner.stderr
+    state = json.loads((state_dir / "state.json").read_text())
+    pids = [p["pid"] for p in state["processes"]]
+    assert "watchdog" in {p["name"] for p in state["processes"]}
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in pids) or (state_dir / "state.json").exists():
+        assert time.monotonic() < deadline, [p for p in pids if not _gone(p)]
+        time.sleep(0.2)
+    assert not Path("/run/netns", state["netns"]).exists()
