@@ -3,7 +3,8 @@
 `local_cluster` (session scope) brings one cluster up with the same core code as
 `otactl local-cluster up` (otactl.localcluster.up), in a temporary `generated/` folder, on
 free ports, and tears it down at the end of the session. It fails loudly (no skip) when the
-binaries are missing: build them with `contrib/local-cluster/build.sh`.
+binaries are missing: build them with `contrib/local-cluster/build.sh`. If the session dies
+without its teardown, the cluster's watchdog (owner_pid) stops it.
 
 What a test gets (`LocalCluster`):
 
