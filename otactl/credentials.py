@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from otactl.errors import PkiError, ServiceError
+from otactl.errors import ConfigError, PkiError, ServiceError
 from otactl.fsutil import write_private
 from otactl.retry import Deadline, Progress, call
 
@@ -328,13 +328,20 @@ def credentials_for_values(
     public names from `domain`, the server CA, the reverse proxy's user and password.
     `gateway_url` is the gateway as really exposed (the deploy code knows the port)."""
     from otactl.pki import ServerFiles
-    from otactl.secretstore import load_or_create
+    from otactl.secretstore import SECRETS_FILE, load_or_create
 
     ca = ServerFiles(server_dir).server_ca
     try:
         server_ca_pem = ca.read_bytes()
     except FileNotFoundError:
         raise PkiError(f"{ca} is missing: run `otactl new-server` first") from None
+    kept = server_dir / SECRETS_FILE
+    if not kept.exists():
+        # A new password here would not be the one the deployed reverse proxy checks.
+        raise ConfigError(
+            f"{kept} is missing: it holds the reverse proxy's password; restore it, or run "
+            "`otactl up` to deploy a new one"
+        )
     password = load_or_create(server_dir).reverse_proxy_password
     return ensure_credentials(
         caller,

@@ -1,8 +1,9 @@
 """Copy a device bundle to a device over SSH (`otactl new-device --push root@HOST[:PORT]`).
 
-The files go where the bundle's `sota.toml` expects them (its storage path, /var/sota/ by
-default): `sota.toml`, `root.crt`, `client.pem`, `pkey.pem` (0600) for the `implicit`
-format; for `device-cred` the credentials and `gateway.url` go into `<base>/import/`.
+The files go where the bundle's `sota.toml` expects them (its `[storage] path`, /var/sota/
+unless the values said otherwise): `sota.toml`, `root.crt`, `client.pem`, `pkey.pem`
+(0600) for the `implicit` format; for `device-cred` the credentials and `gateway.url` go
+into `<base>/import/`.
 Each file is written under a temporary name, given its mode, then renamed over the old
 one, so aktualizr never reads half a key.
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
     import paramiko
 
-DEFAULT_BASE = "/var/sota"
 DEFAULT_TIMEOUT = 15.0
 TARGET_RE = re.compile(
     r"""(?:(?P<user>[A-Za-z0-9._-]+)@)?
@@ -82,6 +82,17 @@ def bundle_format(bundle_dir: Path) -> str:
     if fmt not in ("implicit", "device-cred"):
         raise ConfigError(f"{bundle_dir}/info.json: unknown format {fmt!r}")
     return str(fmt)
+
+
+def bundle_storage_path(bundle_dir: Path) -> str:
+    """The folder the bundle's sota.toml names (`[storage] path`): where aktualizr looks."""
+    import tomllib
+
+    try:
+        path = tomllib.loads((bundle_dir / "sota.toml").read_text())["storage"]["path"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{bundle_dir}/sota.toml: no [storage] path ({e})") from None
+    return str(path)
 
 
 def _host_key_policy(target: Target, known_hosts: Path, accept: bool) -> Any:
@@ -185,19 +196,20 @@ def push_bundle(
     bundle_dir: Path,
     target: str | Target,
     *,
-    remote_base: str = DEFAULT_BASE,
+    remote_base: str | None = None,
     ssh_key: Path | None = None,
     known_hosts: Path | None = None,
     accept_unknown_host: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Callable[[str], None] | None = None,
 ) -> PushResult:
-    """Copy the bundle in `bundle_dir` to `target` under `remote_base` (the device's
-    storage path, which its sota.toml names)."""
+    """Copy the bundle in `bundle_dir` to `target` under `remote_base` (default: the
+    storage path its sota.toml names; tests point it at a temporary folder)."""
     import paramiko
 
     tgt = target if isinstance(target, Target) else parse_target(target)
-    layout = remote_layout(bundle_format(bundle_dir), remote_base.rstrip("/") or "/")
+    base = remote_base or bundle_storage_path(bundle_dir)
+    layout = remote_layout(bundle_format(bundle_dir), base.rstrip("/") or "/")
     files = {}
     for name in layout:
         try:

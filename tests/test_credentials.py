@@ -234,3 +234,28 @@ def test_user_keys_secret_data() -> None:
     data = credentials.user_keys_secret(keys)
     assert set(data) == {"repo_id", "root.json", "targets.pub", "targets.sec"}
     assert data["repo_id"] == REPO.encode() and data["root.json"] == ROOT_BYTES
+
+
+def test_for_values_needs_the_server_ca_and_the_kept_password(tmp_path: Path) -> None:
+    from otactl.config import load_values
+    from otactl.errors import ConfigError, PkiError
+    from otactl.pki import PkiSettings, ensure_server_pki
+    from otactl.secretstore import load_or_create
+
+    values = load_values()
+    server_dir = tmp_path / values.server_name
+    caller = script(*((*k, v) for k, v in fresh().items()))
+    with pytest.raises(PkiError, match=r"server_ca\.pem is missing"):
+        credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
+    ensure_server_pki(server_dir, values.server_name, PkiSettings())
+    # Without secrets.yaml a new password would not be the deployed proxy's: refused.
+    with pytest.raises(ConfigError, match=r"secrets\.yaml is missing"):
+        credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
+    assert caller.calls == []
+    password = load_or_create(server_dir).reverse_proxy_password
+    made = credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
+    assert made.path == server_dir / "credentials.zip"
+    with zipfile.ZipFile(made.path) as zf:
+        auth = json.loads(zf.read("treehub.json"))["basic_auth"]
+        assert auth == {"user": values.reverse_proxy.user, "password": password}
+        assert zf.read("server_ca.pem") == (server_dir / "server_ca.pem").read_bytes()

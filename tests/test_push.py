@@ -227,3 +227,13 @@ def test_new_device_cli_push(sshd: Sshd, tmp_path: Path) -> None:
     many = run_otactl("new-device", "--count", "2", "--prefix", "p", *args, env=env)
     assert many.returncode == 2 and "--push goes with a single NAME" in many.stderr
     shutil.rmtree(base)
+
+
+def test_default_base_is_the_bundles_storage_path(server_dir: Path, tmp_path: Path) -> None:
+    from otactl.push import bundle_storage_path
+
+    dev = make_bundle(server_dir, "d1")
+    assert bundle_storage_path(dev.path) == "/var/sota/"
+    (tmp_path / "sota.toml").write_text('[pacman]\ntype = "ostree"\n')
+    with pytest.raises(ConfigError, match=r"no \[storage\] path"):
+        bundle_storage_path(tmp_path)

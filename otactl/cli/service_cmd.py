@@ -60,7 +60,6 @@ def registration_hook(
 
 
 def push_device(
-    st: State,
     bundle: BundleInfo,
     target: str,
     ssh_key: Path | None,
@@ -72,7 +71,6 @@ def push_device(
     result = push_bundle(
         bundle.path,
         target,
-        remote_base=st.values().device.storage_path,
         ssh_key=ssh_key,
         accept_unknown_host=insecure_accept_host_key,
         progress=info,

@@ -23,6 +23,7 @@ from otactl.config import Values, load_values
 from otactl.errors import ServiceError, WaitTimeout
 from otactl.pki import PkiSettings, ServerFiles, ensure_server_pki
 from otactl.registry import register_device
+from otactl.secretstore import load_or_create
 from otactl.service_api import ServiceCaller
 from tests.conftest import run_otactl
 
@@ -56,8 +57,10 @@ def tenant() -> str:
 
 @pytest.fixture
 def server_dir(tmp_path: Path) -> Path:
+    """What `otactl up` leaves in generated/: the server PKI and the secrets file."""
     d = tmp_path / "generated" / SERVER
     ensure_server_pki(d, SERVER, PkiSettings())
+    load_or_create(d)
     return d
 
 
@@ -127,7 +130,10 @@ def test_credentials_from_nothing_423_then_rerun_changes_nothing(
     files = _check_zip(data, gateway)
     assert files["server_ca.pem"] == ServerFiles(server_dir).server_ca.read_bytes()
     treehub = json.loads(files["treehub.json"])
-    assert treehub["basic_auth"]["user"] == values.reverse_proxy.user
+    assert treehub["basic_auth"] == {
+        "user": values.reverse_proxy.user,
+        "password": load_or_create(server_dir).reverse_proxy_password,
+    }
     assert treehub["ostree"]["server"] == "http://treehub.example.com/api/v3/"
     state = standin.state()
     assert state["user_repos"][tenant] == first.repo_id
