@@ -216,7 +216,7 @@ def register(app: typer.Typer) -> None:
             )
             result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
             pushed = (
-                service_cmd.push_device(st, result, push, ssh_key, insecure_accept_host_key)
+                service_cmd.push_device(result, push, ssh_key, insecure_accept_host_key)
                 if push
                 else {}
             )
