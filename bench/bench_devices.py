@@ -28,46 +28,50 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER = "bench.example.com"
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Sum of VmRSS over `pid` and its descendants (counts pages shared by forked workers
-    once per process, so it over-states: an upper bound)."""
-    total, todo = 0, [pid]
+def tree_memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) summed over `pid` and its descendants. The RSS sum counts the pages that
+    forked workers share once per process (an upper bound); PSS splits them fairly."""
+    rss = pss = 0
+    todo = [pid]
     while todo:
         p = todo.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += next(
-                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
-                0,
-            )
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
+    return rss, pss
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run `cmd`; wall time and the peak summed RSS of its process tree (sampled, 20 ms)."""
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, tuple[int, int]]:
+    """Run `cmd`; wall time and the peak (RSS, PSS) of its process tree (sampled, 20 ms)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    peak = 0
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    peak = (0, 0)
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, tree_rss_kib(proc.pid))
+            rss, pss = tree_memory_kib(proc.pid)
+            peak = (max(peak[0], rss), max(peak[1], pss))
             stop.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    rc = proc.wait()
+    _, err = proc.communicate()
     elapsed = time.perf_counter() - start
     stop.set()
     sampler.join()
-    if rc != 0:
-        sys.exit(f"{' '.join(cmd)} exited {rc}")
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} exited {proc.returncode}: {err}")
     return elapsed, peak
 
 
@@ -119,28 +123,22 @@ def main() -> None:
     work = args.dir or Path(tempfile.mkdtemp(prefix="otactl-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
     otactl = [sys.executable, "-m", "otactl", "--set", f"server_name={SERVER}"]
-    print(f"machine: {os.cpu_count()} cores; work folder {work}")
-    try:
-        env["OTACTL_GENERATED"] = str(work / "small")
+
+    def batch(folder: str, count: int) -> tuple[float, tuple[int, int]]:
+        env["OTACTL_GENERATED"] = str(work / folder)
         subprocess.run([*otactl, "new-server"], env=env, cwd=ROOT, check=True, capture_output=True)
-        seconds, peak = run_measured(
-            [
-                *otactl,
-                "new-device",
-                "--count",
-                str(args.count),
-                "--prefix",
-                "bench",
-                "--no-register",
-            ],
-            env,
-        )
+        cmd = [*otactl, "new-device", "--count", str(count), "--prefix", folder, "--no-register"]
+        return run_measured(cmd, env)
+
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load average {load:.2f}; work folder {work}")
+    try:
+        seconds, (rss, pss) = batch("small", args.count)
         ours = args.count / seconds
         print(
-            f"otactl new-device --count {args.count}: {seconds:.2f} s, {ours:.0f} bundles/s, "
-            f"peak tree RSS {peak / 1024:.0f} MiB"
+            f"otactl new-device --count {args.count}: {seconds:.2f} s, {ours:.0f} bundles/s "
+            f"(peak tree RSS {rss // 1024} MiB, PSS {pss // 1024} MiB)"
         )
-
         theirs = openssl_rate(work / "openssl", args.openssl_count)
         print(
             f"openssl pipeline ({args.openssl_count} devices, one after another): "
@@ -149,32 +147,20 @@ def main() -> None:
         print(f"ratio: {ours / theirs:.0f}x")
 
         if args.big:
-            env["OTACTL_GENERATED"] = str(work / "big")
-            subprocess.run(
-                [*otactl, "new-server"], env=env, cwd=ROOT, check=True, capture_output=True
-            )
-            seconds, peak = run_measured(
-                [
-                    *otactl,
-                    "new-device",
-                    "--count",
-                    str(args.big),
-                    "--prefix",
-                    "big",
-                    "--no-register",
-                ],
-                env,
-            )
+            seconds, (rss, pss) = batch("big", args.big)
             children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             print(
                 f"otactl new-device --count {args.big}: {seconds:.1f} s, "
                 f"{args.big / seconds:.0f} bundles/s"
             )
-            print(f"  peak RSS, sum over the process tree (sampled): {peak / 1024:.0f} MiB")
             print(
-                f"  peak RSS, largest child + this script (getrusage): "
-                f"{(children + me) / 1024:.0f} MiB"
+                f"  peak memory of the process tree (sampled): RSS {rss // 1024} MiB, "
+                f"PSS {pss // 1024} MiB"
+            )
+            print(
+                f"  getrusage: largest child {children // 1024} MiB + this script "
+                f"{me // 1024} MiB = {(children + me) // 1024} MiB"
             )
     finally:
         if not args.keep and args.dir is None:

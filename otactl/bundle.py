@@ -2,14 +2,15 @@
 per device under `generated/<server name>/devices/<uuid>/`, one at a time or by the
 thousand, plus the manifest that maps names to uuids.
 
-Atomicity of a batch (why no fsync per file): each worker writes a whole chunk of bundles
-into hidden `.tmp-<uuid>` folders, then calls syncfs() once for the chunk, then renames
-every folder to `<uuid>`. A `<uuid>` folder therefore only ever appears complete, after a
-SIGKILL (the rename follows the writes) and after a power cut (the data was on disk before
-the rename). The main process appends the chunk to `manifest.jsonl` after the renames; a
-folder whose manifest line was lost is found again by the next run, and leftover `.tmp-*`
-folders are removed by it. One syncfs per chunk instead of seven fsyncs per bundle is
-what makes thousands of bundles per second possible.
+Atomicity of a batch (why no fsync per file): workers write each bundle into a hidden
+`.tmp-<uuid>` folder and hand it back. About twice a second the main process commits
+what came back: one syncfs() (the data of every waiting bundle reaches the disk), then one
+rename per bundle to `<uuid>`, then their lines in `manifest.jsonl`. A `<uuid>` folder
+therefore only ever appears complete: after a SIGKILL (the rename follows the writes) and
+after a power cut (the data was on disk before the rename). The next run removes leftover
+`.tmp-*` folders and finds `<uuid>` folders whose manifest line was lost. One syncfs per
+commit instead of seven fsyncs per bundle, done by the main process while the workers go
+on generating, is what makes thousands of bundles per second possible.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import re
 import shutil
 import tarfile
+import time
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -420,14 +422,14 @@ def _sync_filesystem(path: Path) -> None:
 
 
 def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    """Worker: write the bundles of `jobs` (name, uuid, hardware id), sync once, rename."""
+    """Worker: write the bundles of `jobs` (name, uuid, hardware id) into `.tmp-<uuid>`
+    folders; the main process makes them final (see the module docstring)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from otactl.pki import cert_pem, fingerprint, key_pem, make_device_cert
 
     w = _worker
     assert w is not None, "the pool initializer did not run"
-    ready: list[tuple[str, str]] = []
     results = []
     layout = _device_fs(w.opts.device.format, w.opts.device) if w.opts.archive else {}
     for name, dev_uuid, hardware_id in jobs:
@@ -440,7 +442,6 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
                 w.opts.device.format, w.opts.gateway_url, w.opts.device, hardware_id
             ).encode()
             w.toml[hardware_id] = toml
-        final = w.devices / dev_uuid
         meta = {
             "name": name,
             "uuid": dev_uuid,
@@ -449,7 +450,7 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
             "not_before": cert.not_valid_before_utc.isoformat(),
             "not_after": cert.not_valid_after_utc.isoformat(),
             "hardware_id": hardware_id,
-            "path": str(final),
+            "path": str(w.devices / dev_uuid),
         }
         files = {
             "sota.toml": toml,
@@ -470,12 +471,57 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
             _write_file(tmp, fname, data, 0o600 if fname == "pkey.pem" else 0o644)
         if w.opts.archive:
             _write_file(tmp, ARCHIVE, _archive(files, layout, w.now.timestamp()), 0o600)
-        ready.append((tmp, str(final)))
         results.append(meta)
-    _sync_filesystem(w.devices)
-    for tmp, dest in ready:
-        os.rename(tmp, dest)
     return results
+
+
+class _Committer:
+    """Main process: makes finished `.tmp-<uuid>` folders final, many at a time: one
+    syncfs, the renames, the manifest lines, then progress and the hook."""
+
+    def __init__(
+        self,
+        devices: Path,
+        manifest: Manifest,
+        summary: BatchSummary,
+        progress: Progress | None,
+        hook: Hook | None,
+        every: float = 0.5,
+    ):
+        self.devices = devices
+        self.manifest = manifest
+        self.summary = summary
+        self.progress = progress
+        self.hook = hook
+        self.every = every
+        self.waiting: list[dict[str, Any]] = []
+        self.last = time.monotonic()
+
+    def add(self, results: list[dict[str, Any]]) -> None:
+        self.waiting += results
+        if time.monotonic() - self.last >= self.every:
+            self.commit()
+
+    def commit(self, *, call_hook: bool = True) -> None:
+        done, self.waiting = self.waiting, []
+        self.last = time.monotonic()
+        if not done:
+            return
+        _sync_filesystem(self.devices)
+        for r in done:
+            os.rename(self.devices / f"{TMP_PREFIX}{r['uuid']}", self.devices / r["uuid"])
+        self.manifest.append(done)
+        self.summary.created += len(done)
+        if self.progress:
+            self.progress(len(done))
+        if self.hook and call_hook:
+            for r in done:
+                self.hook(BundleInfo.from_json(r, created=True))
+
+    def finish(self) -> None:
+        self.commit()
+        # The last renames and manifest lines, on disk before the run reports success.
+        _sync_filesystem(self.devices)
 
 
 # --- the manifest: name → uuid -----------------------------------------------------------
@@ -695,13 +741,14 @@ def new_devices(
     opts: BundleOptions,
     *,
     workers: int | None = None,
-    chunk_size: int = 250,
+    chunk_size: int = 64,
     progress: Progress | None = None,
     hook: Hook | None = None,
     now: dt.datetime | None = None,
 ) -> BatchSummary:
-    """Make a bundle for each spec, streaming: specs are read as the work goes, at most a
-    few chunks are in flight, and each finished chunk lands in the manifest.
+    """Make a bundle for each spec, streaming: specs are read as the work goes, at most two
+    chunks per worker are in flight, and finished bundles are committed (made final and
+    written to the manifest) about twice a second.
 
     A name that already has a bundle is skipped (re-runs finish what a killed or failed run
     left). `hook` runs in this process for every bundle, made or skipped, once it is
@@ -730,14 +777,7 @@ def new_devices(
             _remove_partial(devices)
             manifest = Manifest(devices).load()
 
-            def record(results: list[dict[str, Any]]) -> None:
-                manifest.append(results)
-                summary.created += len(results)
-                if progress:
-                    progress(len(results))
-                if hook:
-                    for r in results:
-                        hook(BundleInfo.from_json(r, created=True))
+            committer = _Committer(devices, manifest, summary, progress, hook)
 
             def skip(dev_uuid: str) -> None:
                 summary.skipped += 1
@@ -748,8 +788,13 @@ def new_devices(
 
             if workers == 1:
                 _init_worker(*initargs)
-                for chunk in _chunks(_plan(specs, manifest, opts, skip), chunk_size):
-                    record(_build_chunk(chunk))
+                try:
+                    for chunk in _chunks(_plan(specs, manifest, opts, skip), chunk_size):
+                        committer.add(_build_chunk(chunk))
+                except BaseException:
+                    committer.commit(call_hook=False)
+                    raise
+                committer.finish()
                 return summary
 
             import multiprocessing as mp
@@ -762,17 +807,17 @@ def new_devices(
                         pending.append(pool.apply_async(_build_chunk, (chunk,)))
                         # Two chunks per worker keep every core busy without reading ahead.
                         while len(pending) > 2 * workers or (pending and pending[0].ready()):
-                            record(pending.popleft().get())
+                            committer.add(pending.popleft().get())
                     while pending:
-                        record(pending.popleft().get())
+                        committer.add(pending.popleft().get())
+                    committer.finish()
                 except BaseException:
                     # Whatever stopped the run, the bundles the workers finished are complete:
-                    # put them in the manifest (without the hook: a re-run calls it for them).
+                    # make them final (without the hook: a re-run calls it for them).
                     while pending:
                         with contextlib.suppress(Exception):
-                            done = pending.popleft().get()
-                            manifest.append(done)
-                            summary.created += len(done)
+                            committer.waiting += pending.popleft().get()
+                    committer.commit(call_hook=False)
                     raise
     except OSError as e:
         # Disk full, permissions: one line, and the bundles already made stay valid.
