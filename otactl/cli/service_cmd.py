@@ -49,7 +49,11 @@ def registration_hook(
     from otactl.registry import register_device
 
     values = st.values()
-    caller = connect(kubeconfig, context).service_caller(values.namespace)
+    try:
+        cluster = connect(kubeconfig, context)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (or --no-register: bundles only)") from e
+    caller = cluster.service_caller(values.namespace)
 
     def hook(bundle: BundleInfo) -> None:
         client_pem = (bundle.path / "client.pem").read_bytes()
