@@ -84,7 +84,7 @@ class StandinKnobs:
         return int(self._call("POST", f"/restart?app={app}", {})["restarted"])
 
     def state(self) -> dict[str, Any]:
-        """user_repos, director_repos (namespace -> repo id), keys, devices."""
+        """user_repos, director_repos (ns -> repo id), director_orphan_keys, keys, devices."""
         return dict(self._call("GET", "/state"))
 
     def devices(self, namespace: str = "default") -> list[dict[str, Any]]:

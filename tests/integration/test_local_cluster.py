@@ -389,7 +389,10 @@ def test_director_admin_repo(
     assert local_cluster.proxy("GET", namespace, "director", f"{path}/root.json").status == 404
     first = local_cluster.proxy("POST", namespace, "director", path, {})
     assert (first.status, first.body) == (201, b"")
+    assert standin.state()["director_orphan_keys"] == {}
     assert local_cluster.proxy("POST", namespace, "director", path, {}).status == 409
+    # What the deployer must avoid: the repeated POST left orphan keys behind.
+    assert standin.state()["director_orphan_keys"] == {"default": 1}
     root = local_cluster.proxy("GET", namespace, "director", f"{path}/root.json")
     assert root.status == 200 and root.json()["signed"]["_type"] == "root"
 

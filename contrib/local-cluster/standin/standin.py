@@ -159,12 +159,15 @@ class Store:
         self.keys: dict[str, TufRepo] = {}
         self.user_repos: dict[str, str] = {}  # namespace -> repo id (tuf-reposerver)
         self.director_repos: dict[str, str] = {}  # namespace -> repo id (director)
+        # Keys a repeated director POST generated and left unused (namespace -> count).
+        self.director_orphan_keys: dict[str, int] = {}
         self.devices: dict[str, dict[str, dict[str, Any]]] = {}  # namespace -> deviceId -> dev
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "user_repos": dict(self.user_repos),
             "director_repos": dict(self.director_repos),
+            "director_orphan_keys": dict(self.director_orphan_keys),
             "keys": {k: {"ready": r.ready()} for k, r in self.keys.items()},
             "devices": {ns: list(d.values()) for ns, d in self.devices.items()},
         }
@@ -378,6 +381,7 @@ class Services:
         if path == "/api/v1/admin/repo" and method == "POST":
             with s.lock:
                 if ns in s.director_repos:
+                    s.director_orphan_keys[ns] = s.director_orphan_keys.get(ns, 0) + 1
                     # The real director generates orphan keys first, then fails like this.
                     raise _error(409, "conflicting_entity", f"namespace {ns} already has a repo")
                 repo = make_tuf_repo(str(uuid.uuid4()), 0.0)
