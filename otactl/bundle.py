@@ -2,15 +2,16 @@
 per device under `generated/<server name>/devices/<uuid>/`, one at a time or by the
 thousand, plus the manifest that maps names to uuids.
 
-Atomicity of a batch (why no fsync per file): workers write each bundle into a hidden
-`.tmp-<uuid>` folder and hand it back. About twice a second the main process commits
-what came back: one syncfs() (the data of every waiting bundle reaches the disk), then one
-rename per bundle to `<uuid>`, then their lines in `manifest.jsonl`. A `<uuid>` folder
-therefore only ever appears complete: after a SIGKILL (the rename follows the writes) and
-after a power cut (the data was on disk before the rename). The next run removes leftover
-`.tmp-*` folders and finds `<uuid>` folders whose manifest line was lost. One syncfs per
-commit instead of seven fsyncs per bundle, done by the main process while the workers go
-on generating, is what makes thousands of bundles per second possible.
+Atomicity of a batch (why no fsync per file): each worker writes its bundles into its own
+hidden staging folder (`.tmp-<pid>/<uuid>/`) and hands them back. About twice a second
+the main process commits what came back: one syncfs() (the data of every waiting bundle
+reaches the disk), then one rename per bundle to `devices/<uuid>`, then their lines in
+`manifest.jsonl`. A `<uuid>` folder therefore only ever appears complete: after a SIGKILL
+(the rename follows the writes) and after a power cut (the data was on disk before the
+rename). The next run removes leftover staging folders (never committed) and finds
+`<uuid>` folders whose manifest line was lost. One syncfs per commit instead of seven
+fsyncs per bundle, done by the main process while the workers go on generating, is what
+makes thousands of bundles per second possible.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MANIFEST = "manifest.jsonl"
 ARCHIVE = "device-fs.tar.gz"
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"  # per-worker staging folders: .tmp-<pid>/<uuid>/
 
 
 # --- names, uuids, the gateway URL -------------------------------------------------------
@@ -369,6 +370,8 @@ class _Worker:
     devices: Path
     opts: BundleOptions
     now: dt.datetime
+    # This worker's own staging folder: workers do not contend for the lock of devices/.
+    staging: str
     toml: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -393,7 +396,11 @@ def _init_worker(
     ca, *chain = x509.load_pem_x509_certificates(ca_cert_pem)
     key: PrivateKey = serialization.load_pem_private_key(ca_key_pem, None)  # type: ignore[assignment]
     issuer = Issuer(ca, key, tuple(chain))
-    _worker = _Worker(issuer, root_pem, cert_pem(*issuer.intermediates()), devices, opts, now)
+    staging = devices / f"{TMP_PREFIX}{os.getpid()}"
+    staging.mkdir(mode=0o700, exist_ok=True)
+    _worker = _Worker(
+        issuer, root_pem, cert_pem(*issuer.intermediates()), devices, opts, now, str(staging)
+    )
 
 
 def _write_file(folder: str, name: str, data: bytes, mode: int) -> None:
@@ -422,8 +429,8 @@ def _sync_filesystem(path: Path) -> None:
 
 
 def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    """Worker: write the bundles of `jobs` (name, uuid, hardware id) into `.tmp-<uuid>`
-    folders; the main process makes them final (see the module docstring)."""
+    """Worker: write the bundles of `jobs` (name, uuid, hardware id) into this worker's
+    staging folder; the main process makes them final (see the module docstring)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from otactl.pki import cert_pem, fingerprint, key_pem, make_device_cert
@@ -442,6 +449,7 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
                 w.opts.device.format, w.opts.gateway_url, w.opts.device, hardware_id
             ).encode()
             w.toml[hardware_id] = toml
+        tmp = f"{w.staging}/{dev_uuid}"
         meta = {
             "name": name,
             "uuid": dev_uuid,
@@ -451,6 +459,7 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
             "not_after": cert.not_valid_after_utc.isoformat(),
             "hardware_id": hardware_id,
             "path": str(w.devices / dev_uuid),
+            "staging": tmp,
         }
         files = {
             "sota.toml": toml,
@@ -465,7 +474,6 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
             ).encode()
             + b"\n",
         }
-        tmp = str(w.devices / f"{TMP_PREFIX}{dev_uuid}")
         os.mkdir(tmp, 0o700)
         for fname, data in files.items():
             _write_file(tmp, fname, data, 0o600 if fname == "pkey.pem" else 0o644)
@@ -476,7 +484,7 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
 
 
 class _Committer:
-    """Main process: makes finished `.tmp-<uuid>` folders final, many at a time: one
+    """Main process: makes finished staged bundles final, many at a time: one
     syncfs, the renames, the manifest lines, then progress and the hook."""
 
     def __init__(
@@ -509,7 +517,7 @@ class _Committer:
             return
         _sync_filesystem(self.devices)
         for r in done:
-            os.rename(self.devices / f"{TMP_PREFIX}{r['uuid']}", self.devices / r["uuid"])
+            os.rename(r.pop("staging"), self.devices / r["uuid"])
         self.manifest.append(done)
         self.summary.created += len(done)
         if self.progress:
@@ -520,6 +528,7 @@ class _Committer:
 
     def finish(self) -> None:
         self.commit()
+        _remove_partial(self.devices)  # the staging folders, empty now
         # The last renames and manifest lines, on disk before the run reports success.
         _sync_filesystem(self.devices)
 
@@ -617,7 +626,7 @@ def _batch_lock(devices: Path) -> Iterator[None]:
 
 
 def _remove_partial(devices: Path) -> None:
-    """`.tmp-*` folders are bundles a killed run never finished: never valid, drop them."""
+    """Staging folders hold bundles a run never committed (killed): drop them."""
     with os.scandir(devices) as it:
         for entry in it:
             if entry.name.startswith(TMP_PREFIX) and entry.is_dir(follow_symlinks=False):
