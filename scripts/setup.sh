@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for bin in nginx mariadbd mariadb mariadb-install-db sshd ip openssl; do
+for bin in nginx mariadbd mariadb mariadb-install-db sshd ssh-keygen ip nsenter flock openssl; do
   command -v "$bin" >/dev/null 2>&1 || [[ -x "/usr/sbin/$bin" ]] || missing+=("$bin")
 done
 if ((${#missing[@]})); then
@@ -16,7 +16,7 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    nginx-light mariadb-server mariadb-client openssh-server openssh-client iproute2 openssl \
+    nginx-light mariadb-server mariadb-client openssh-server openssh-client iproute2 util-linux openssl \
     >/dev/null
 fi
 
