@@ -852,10 +852,12 @@ def _plan(
             skip(existing)
             continue
         dev_uuid = spec.uuid or str(uuidlib.uuid4())
-        if dev_uuid in manifest.names_by_uuid or dev_uuid in planned:
-            other = manifest.names_by_uuid.get(dev_uuid, "another device of this run")
-            raise ConfigError(f"{where}uuid {dev_uuid} already belongs to {other}")
-        planned.add(dev_uuid)
+        # Only a given uuid can collide (random ones do not): remember just those.
+        if spec.uuid:
+            if dev_uuid in manifest.names_by_uuid or dev_uuid in planned:
+                other = manifest.names_by_uuid.get(dev_uuid, "another device of this run")
+                raise ConfigError(f"{where}uuid {dev_uuid} already belongs to {other}")
+            planned.add(dev_uuid)
         yield name, dev_uuid, validate_hardware_id(spec.hardware_id or opts.device.hardware_id)
 
 

@@ -406,7 +406,8 @@ def make_crl(
     return builder.sign(issuer.key, hashes.SHA256())
 
 
-def _load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+    """Every CRL of a PEM file (crl.pem holds one per CA of the device chain)."""
     data = _read(path)
     crls = []
     marker = b"-----BEGIN X509 CRL-----"
@@ -453,11 +454,25 @@ def _write_crl_file(files: ServerFiles, own: x509.CertificateRevocationList) -> 
     write_atomic(files.crl, crl_pem(own) + upstream)
 
 
+def _refresh_upstream_crls(
+    files: ServerFiles, issuer: Issuer, source: Path, now: dt.datetime
+) -> None:
+    """Replace the CRLs of the CAs above an imported device CA (the offline root publishes
+    new ones before the old ones' nextUpdate); the device CA's own CRL is kept as is."""
+    if not issuer.chain:
+        raise ConfigError("the device CA is self-signed: there is no CRL above it to refresh")
+    crls = load_crls(source)
+    _check_upstream_crls(issuer, crls, source, now)
+    own = _own_crl(files, issuer)
+    write_atomic(files.upstream_crl, crl_pem(*crls))
+    _write_crl_file(files, own if own is not None else make_crl(issuer, [], now=now))
+
+
 def _own_crl(files: ServerFiles, issuer: Issuer) -> x509.CertificateRevocationList | None:
     """The CRL in crl.pem that the device CA signed (the others belong to CAs above it)."""
     if not files.crl.exists():
         return None
-    for crl in _load_crls(files.crl):
+    for crl in load_crls(files.crl):
         if crl.issuer == issuer.cert.subject and crl.is_signature_valid(
             issuer.cert.public_key()  # type: ignore[arg-type]
         ):
@@ -502,7 +517,7 @@ def revoked_serials(files: ServerFiles) -> set[int]:
         return set()
     cert = load_certs(files.device_ca)[0]
     return {
-        e.serial_number for crl in _load_crls(files.crl) if crl.issuer == cert.subject for e in crl
+        e.serial_number for crl in load_crls(files.crl) if crl.issuer == cert.subject for e in crl
     }
 
 
@@ -570,7 +585,8 @@ def ensure_server_pki(
       are loaded when present, created otherwise;
     - `device_ca_cert`/`device_ca_key` import a fleet CA instead of creating one (an
       intermediate needs its chain up to the root in the same file, and `device_ca_crl`
-      with a current CRL from each CA above it);
+      with a current CRL from each CA above it); `device_ca_crl` alone later replaces
+      those CRLs before they expire;
     - the gateway certificate is issued when missing or when `renew_server_cert` (fresh
       key, current SANs), from the existing server CA;
     - `devices/crl.pem` starts as an empty CRL of the device CA.
@@ -580,7 +596,7 @@ def ensure_server_pki(
     out = ServerPki(files)
     if (device_ca_cert is None) != (device_ca_key is None):
         raise ConfigError("--device-ca-cert and --device-ca-key go together")
-    if device_ca_crl is not None and device_ca_cert is None:
+    if device_ca_crl is not None and device_ca_cert is None and not files.device_ca.exists():
         raise ConfigError("--device-ca-crl needs --device-ca-cert and --device-ca-key")
     ensure_private_dir(files.root)
     ensure_private_dir(files.devices)
@@ -660,6 +676,9 @@ def _ensure_device_ca(
                 f"{files.device_ca} exists already; refusing to replace the device CA "
                 "(every device certificate depends on it)"
             )
+        if import_crl is not None:
+            _refresh_upstream_crls(files, current, import_crl, now)
+            out.created.append("upstream CRL (refreshed)")
         return current
     if import_cert is None or import_key is None:
         cert, key = make_ca(
@@ -681,9 +700,11 @@ def _ensure_device_ca(
                 f"{import_cert}: an intermediate CA needs --device-ca-crl with a current CRL "
                 "from each CA above it (the gateway checks CRLs for the whole chain)"
             )
-        crls = _load_crls(import_crl)
+        crls = load_crls(import_crl)
         _check_upstream_crls(issuer, crls, import_crl, now)
         write_atomic(files.upstream_crl, crl_pem(*crls))
+    elif import_crl is not None:
+        raise ConfigError(f"{import_cert} is a self-signed CA: there is no CRL above it to add")
     write_private(files.device_ca_key, key_pem(issuer.key))
     write_atomic(files.device_ca, issuer.chain_pem())
     out.created.append("device CA (imported)")
@@ -719,7 +740,8 @@ class Expiry:
         }
 
 
-def _cn(cert: x509.Certificate) -> str:
+def common_name(cert: x509.Certificate) -> str:
+    """The subject CN (the whole subject when there is none)."""
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(cns[0].value) if cns else cert.subject.rfc4514_string()
 
@@ -731,7 +753,7 @@ def inventory(server_dir: Path) -> list[Expiry]:
     found: list[Expiry] = []
 
     def add(kind: str, path: Path, cert: x509.Certificate, **kw: object) -> None:
-        found.append(Expiry(kind, _cn(cert), path, cert.not_valid_after_utc, **kw))  # type: ignore[arg-type]
+        found.append(Expiry(kind, common_name(cert), path, cert.not_valid_after_utc, **kw))  # type: ignore[arg-type]
 
     for kind, path in (("server-ca", files.server_ca), ("gateway", files.server_cert)):
         if path.exists():
@@ -742,7 +764,7 @@ def inventory(server_dir: Path) -> list[Expiry]:
         for c in chain:
             add("device-ca-chain", files.device_ca, c)
     if files.crl.exists():
-        for crl in _load_crls(files.crl):
+        for crl in load_crls(files.crl):
             if crl.next_update_utc is not None:
                 found.append(
                     Expiry("crl", crl.issuer.rfc4514_string(), files.crl, crl.next_update_utc)

@@ -370,7 +370,7 @@ def test_imported_intermediate_through_nginx(
 
     # The same gateway with only the intermediate's CRL: every device is refused.
     ours_only = tmp_path / "ours-only.pem"
-    ours_only.write_bytes(pki.crl_pem(pki._load_crls(pki.ServerFiles(server_dir).crl)[0]))
+    ours_only.write_bytes(pki.crl_pem(pki.load_crls(pki.ServerFiles(server_dir).crl)[0]))
     without_root_crl = start_gateway(server_dir, crl=ours_only)
     status, _ = get(without_root_crl, device_context(ok.path), "/director/x")
     assert status == 400

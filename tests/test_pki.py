@@ -117,7 +117,7 @@ def test_chains_verify_with_openssl(tmp_path: Path) -> None:
     assert ": OK" in ok.stdout
     # The chain file nginx serves: leaf then CA, and the CA verifies the leaf in it.
     chain = pki.load_certs(files.server_chain)
-    assert [pki._cn(c) for c in chain] == ["ota-gateway", "ota-server-CA"]
+    assert [pki.common_name(c) for c in chain] == ["ota-gateway", "ota-server-CA"]
     # Device: the gateway's own check (client purpose, CRL of every level of the chain).
     ok = openssl(
         "verify",
@@ -291,6 +291,8 @@ def fleet_ca(tmp_path: Path) -> dict[str, Path]:
     paths["key"].write_bytes(pki.key_pem(inter_key))
     paths["root_crl"].write_bytes(_crl(root, root_key, 30))
     paths["stale_crl"].write_bytes(_crl(root, root_key, -1))
+    paths["next_root_crl"] = d / "root-crl-next.pem"
+    paths["next_root_crl"].write_bytes(_crl(root, root_key, 60))
     return paths
 
 
@@ -304,7 +306,7 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     files = result.files
     assert "device CA (imported)" in result.created
     # The chain is kept: intermediate first, then the root (nginx's trust anchor).
-    assert [pki._cn(c) for c in pki.load_certs(files.device_ca)] == [
+    assert [pki.common_name(c) for c in pki.load_certs(files.device_ca)] == [
         "Fleet Devices 2026",
         "Fleet Root",
     ]
@@ -317,7 +319,7 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     info = bundle.new_device(files.root, bundle.DeviceSpec("d1"), device_options())
     # The device sends its certificate and the intermediate; the root stays out.
     chain = pki.load_certs(info.path / "client.chain.pem")
-    assert [pki._cn(c) for c in chain] == [info.uuid, "Fleet Devices 2026"]
+    assert [pki.common_name(c) for c in chain] == [info.uuid, "Fleet Devices 2026"]
     ok = openssl(
         "verify",
         "-purpose",
@@ -332,7 +334,7 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     assert ": OK" in ok.stdout
     # Without the root's CRL the same check fails: why the import requires it.
     ours_only = tmp_path / "ours-only.pem"
-    ours_only.write_bytes(pki.crl_pem(pki._load_crls(files.crl)[0]))
+    ours_only.write_bytes(pki.crl_pem(pki.load_crls(files.crl)[0]))
     bad = openssl(
         "verify",
         "-crl_check_all",
@@ -346,7 +348,7 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     assert bad.returncode != 0 and "unable to get certificate CRL" in bad.stdout + bad.stderr
     # Revocation still works with the imported CA, and keeps the root's CRL in the file.
     bundle.revoke_device(files.root, "d1")
-    assert len(pki._load_crls(files.crl)) == 2
+    assert len(pki.load_crls(files.crl)) == 2
     bad = openssl(
         "verify",
         "-crl_check_all",
@@ -514,3 +516,30 @@ def test_new_server_cli(tmp_path: Path) -> None:
     )
     assert half.returncode == 2
     assert half.stderr.count("\n") == 1 and half.stderr.startswith("error: ")
+
+
+def test_refresh_the_roots_crl(tmp_path: Path, fleet_ca: dict[str, Path]) -> None:
+    """The offline root's CRL expires: a fresh one replaces it; our own CRL is kept."""
+    files = make_server(
+        tmp_path,
+        device_ca_cert=fleet_ca["chain"],
+        device_ca_key=fleet_ca["key"],
+        device_ca_crl=fleet_ca["root_crl"],
+    ).files
+    bundle.new_device(files.root, bundle.DeviceSpec("d1"), device_options())
+    bundle.revoke_device(files.root, "d1")
+    own = pki.load_crls(files.crl)[0]
+    with pytest.raises(PkiError, match="expired"):
+        make_server(tmp_path, device_ca_crl=fleet_ca["stale_crl"])
+    result = make_server(tmp_path, device_ca_crl=fleet_ca["next_root_crl"])
+    assert result.created == ["upstream CRL (refreshed)"]
+    ours, root = pki.load_crls(files.crl)
+    assert ours == own
+    assert root == pki.load_crls(fleet_ca["next_root_crl"])[0]
+    # A self-signed device CA has nothing above it to refresh; a new server nothing at all.
+    with pytest.raises(ConfigError, match="needs --device-ca-cert"):
+        make_server(tmp_path / "own", device_ca_crl=fleet_ca["next_root_crl"])
+    assert not (tmp_path / "own").exists()  # refused before anything was made
+    make_server(tmp_path / "own")
+    with pytest.raises(ConfigError, match="self-signed"):
+        make_server(tmp_path / "own", device_ca_crl=fleet_ca["next_root_crl"])

@@ -265,8 +265,10 @@ def register(app: typer.Typer) -> None:
         from otactl import bundle
 
         st = state(ctx, config, set_, profile)
+        from otactl.pki import ServerFiles
+
         dev, rev = bundle.revoke_device(st.server_dir(), device)
-        crl = st.server_dir() / "devices" / "crl.pem"
+        crl = ServerFiles(st.server_dir()).crl
         if output is Output.json:
             emit_json(
                 {
