@@ -146,7 +146,9 @@ def test_credentials_from_nothing_423_then_rerun_changes_nothing(
     second = credentials.credentials_for_values(caller, values, server_dir, gateway, timeout=60)
     assert (second.changed, second.created, second.repo_id) == (False, (), first.repo_id)
     assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
-    assert standin.state()["director_repos"][tenant] == director_repo
+    after = standin.state()
+    assert after["director_repos"][tenant] == director_repo
+    assert after["director_orphan_keys"].get(tenant, 0) == 0
 
 
 def test_credentials_retry_5xx_bursts_then_succeed(
