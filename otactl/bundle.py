@@ -809,13 +809,15 @@ def new_devices(
             import multiprocessing as mp
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+            # Enough chunks in flight that the workers go on while this process waits for
+            # a commit's syncfs; few enough that nothing is read far ahead.
+            inflight = 4 * workers
             with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
                 pending: deque[Any] = deque()
                 try:
                     for chunk in _chunks(_plan(specs, manifest, opts, skip), chunk_size):
                         pending.append(pool.apply_async(_build_chunk, (chunk,)))
-                        # Two chunks per worker keep every core busy without reading ahead.
-                        while len(pending) > 2 * workers or (pending and pending[0].ready()):
+                        while len(pending) > inflight or (pending and pending[0].ready()):
                             committer.add(pending.popleft().get())
                     while pending:
                         committer.add(pending.popleft().get())
