@@ -69,6 +69,7 @@ def validate_uuid(text: str) -> str:
 
 
 def validate_hardware_id(text: str) -> str:
+    """A primary ECU hardware id (it goes into sota.toml unescaped)."""
     if not HARDWARE_ID_RE.fullmatch(text):
         raise ConfigError(f"hardware id {text!r}: use 1-200 letters, digits, '.', '_' or '-'")
     return text
@@ -83,6 +84,7 @@ def default_gateway_port(gateway: Gateway) -> int:
 
 
 def gateway_url(server_name: str, port: int) -> str:
+    """The URL devices use; the deploy code passes the port the gateway is really exposed on."""
     return f"https://{server_name}:{port}"
 
 
@@ -574,6 +576,7 @@ class Manifest:
         self.names_by_uuid[dev_uuid] = name
 
     def append(self, records: list[dict[str, Any]]) -> None:
+        """Add committed bundles: one write of whole lines (O_APPEND)."""
         lines = b"".join(
             json.dumps(
                 {k: r[k] for k in ("name", "uuid", "serial", "fingerprint", "path", "not_after")}

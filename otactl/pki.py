@@ -38,6 +38,7 @@ BACKDATE = dt.timedelta(minutes=5)
 
 
 def utcnow() -> dt.datetime:
+    """Now, timezone-aware UTC (what certificate validity is computed from)."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -124,6 +125,7 @@ def key_pem(key: PrivateKey) -> bytes:
 
 
 def cert_pem(*certs: x509.Certificate) -> bytes:
+    """Certificates as one PEM file, in the given order (leaf first for a chain)."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
@@ -422,6 +424,7 @@ def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
 
 
 def crl_pem(*crls: x509.CertificateRevocationList) -> bytes:
+    """CRLs as one PEM file (nginx `ssl_crl` reads them all)."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in crls)
 
 
