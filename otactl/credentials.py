@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -264,7 +265,7 @@ def build_zip(
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, so the mode below is honoured by unzip
-            info.external_attr = 0o600 << 16
+            info.external_attr = (stat.S_IFREG | 0o600) << 16  # a regular file, 0600
             zf.writestr(info, data)
     return buf.getvalue()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from otactl.errors import ClusterUnreachable, ConfigError, WaitTimeout
-from otactl.retry import Deadline, Progress, explain
+from otactl.retry import Deadline, Progress, Reporter, explain
 
 if TYPE_CHECKING:
     from otactl.service_api import Response, ServiceCaller
@@ -170,6 +170,7 @@ def wait_healthy(
     names = resolve(services)
     deadline = deadline or Deadline(timeout)
     latest: dict[str, HealthResult] = {}
+    report = Reporter(progress, deadline.clock)
     attempt = 0
     while True:
         for name in names:
@@ -183,7 +184,6 @@ def wait_healthy(
                 f"{len(bad)} of {len(names)} services not healthy after "
                 f"{deadline.timeout:g}s: {_summary(bad)}"
             )
-        if progress:
-            progress(f"waiting for {len(bad)} of {len(names)} services: {_summary(bad)}")
+        report(f"waiting for {len(bad)} of {len(names)} services: {_summary(bad)}")
         deadline.pause(attempt)
         attempt += 1

@@ -24,6 +24,8 @@ Progress = Callable[[str], None]
 # deadline is not overshot by much.
 FIRST_PAUSE = 0.2
 MAX_PAUSE = 3.0
+# A "still waiting" line that says the same as the last one is shown at most this often.
+REPEAT_EVERY = 15.0
 # Consecutive connection failures to the API server itself before giving up: that is not
 # a service starting, and waiting out a long deadline would only hide it.
 MAX_UNREACHABLE = 5
@@ -54,6 +56,24 @@ class Deadline:
         if retry_after is not None:
             delay = retry_after
         self.sleep(max(0.0, min(delay, self.remaining())))
+
+
+class Reporter:
+    """Hands progress lines on when they say something new, and repeats an unchanged one
+    only every REPEAT_EVERY seconds, so a long wait does not flood the terminal."""
+
+    def __init__(self, progress: Progress | None, clock: Callable[[], float]) -> None:
+        self.progress = progress
+        self.clock = clock
+        self.last: tuple[str, float] | None = None
+
+    def __call__(self, line: str) -> None:
+        if self.progress is None:
+            return
+        now = self.clock()
+        if self.last is None or self.last[0] != line or now - self.last[1] >= REPEAT_EVERY:
+            self.last = (line, now)
+            self.progress(line)
 
 
 def _status_message(resp: Response) -> str:
@@ -108,6 +128,7 @@ def call(
     `ServiceError` at once with the call and the answer's safe one-line reason; running out
     of time raises `WaitTimeout` with the last reason."""
     what = f"{service}: {method} {path}"
+    report = Reporter(progress, deadline.clock)
     attempt = 0
     unreachable = 0
     while True:
@@ -131,7 +152,6 @@ def call(
             retry_after = _retry_after(resp)
         if deadline.expired():
             raise WaitTimeout(f"{what}: gave up after {deadline.timeout:g}s: {why}")
-        if progress:
-            progress(f"{what}: {why}; retrying")
+        report(f"{what}: {why}; retrying")
         deadline.pause(attempt, retry_after)
         attempt += 1

@@ -6,7 +6,7 @@ import pytest
 from service_fakes import FakeClock, apiserver, script, service
 
 from otactl.errors import ClusterUnreachable, ServiceError, WaitTimeout
-from otactl.retry import MAX_UNREACHABLE, call
+from otactl.retry import MAX_UNREACHABLE, REPEAT_EVERY, call
 from otactl.service_api import Response
 
 
@@ -67,3 +67,14 @@ def test_connection_errors_are_retried_a_few_times() -> None:
     with pytest.raises(ClusterUnreachable):
         call(down, "director", "GET", "/x", accept={200}, deadline=clock.deadline(600))
     assert failures[0] == MAX_UNREACHABLE
+
+
+def test_unchanged_progress_lines_are_repeated_only_now_and_then() -> None:
+    caller = script(("GET", "director", "/x", [service(503, {})] * 40 + [service(200, "ok")]))
+    clock = FakeClock()
+    progress: list[str] = []
+    call(caller, "director", "GET", "/x", accept={200}, deadline=clock.deadline(600),
+         progress=progress.append)  # fmt: skip
+    waited = clock.now - 1000
+    assert len(set(progress)) == 1
+    assert 2 <= len(progress) <= waited / REPEAT_EVERY + 1 < 40
