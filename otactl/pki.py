@@ -9,6 +9,7 @@ Nothing here prints; files are written with `otactl.fsutil` (atomic, keys 0600).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 from collections.abc import Iterable, Sequence
@@ -152,7 +153,7 @@ def _builder(
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     else:
         issuer_name = issuer.subject
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+        aki = _authority_key_id(issuer)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -164,6 +165,12 @@ def _builder(
         .add_extension(ski, critical=False)
         .add_extension(aki, critical=False)
     )
+
+
+@functools.cache
+def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    # Computed once per CA, not once per device certificate of a batch.
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
 
 
 def _sign(builder: x509.CertificateBuilder, key: PrivateKey) -> x509.Certificate:

@@ -68,7 +68,19 @@ def assert_complete(folder: Path) -> None:
     assert cert.public_key() == key.public_key()
     assert cert.subject.rfc4514_string() == f"CN={folder.name}"
     info = json.loads((folder / "info.json").read_bytes())
-    assert info["uuid"] == folder.name
+    assert info["uuid"] == folder.name and info["path"] == str(folder)
+    assert set(info) == {
+        "name",
+        "uuid",
+        "serial",
+        "fingerprint",
+        "not_before",
+        "not_after",
+        "hardware_id",
+        "path",
+        "gateway_url",
+        "format",
+    }
     tomllib.loads((folder / "sota.toml").read_text())
 
 
