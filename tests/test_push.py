@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,10 +188,10 @@ def test_key_from_the_agent(
     sock = tmp_path / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
-        wait = 0
-        while not sock.exists() and wait < 100:
-            wait += 1
-            subprocess.run(["sleep", "0.05"], check=True)
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.05)
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
         subprocess.run(["ssh-add", "-q", str(sshd.client_key)], env=env, check=True)
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
