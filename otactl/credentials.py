@@ -23,7 +23,6 @@ import io
 import json
 import stat
 import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,8 +97,8 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True).encode()
 
 
-def _tenant(tenant: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    return {"x-ats-namespace": tenant, **(extra or {})}
+def _tenant(tenant: str) -> dict[str, str]:
+    return {"x-ats-namespace": tenant}
 
 
 def _root_document(service: str, what: str, body: bytes) -> dict[str, Any]:
