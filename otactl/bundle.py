@@ -37,6 +37,8 @@ from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from otactl.config import Device, Gateway
     from otactl.pki import Issuer, Revocation
 
@@ -485,8 +487,10 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
 
 
 class _Committer:
-    """Main process: makes finished staged bundles final, many at a time: one
-    syncfs, the renames, the manifest lines, then progress and the hook."""
+    """Main process: makes finished staged bundles final, many at a time. A helper thread
+    does the file system part (one syncfs, the renames) while the main thread goes on
+    feeding the workers; the main thread then writes the manifest lines and calls progress
+    and the hook, so those never run concurrently with anything of the caller's."""
 
     def __init__(
         self,
@@ -497,6 +501,8 @@ class _Committer:
         hook: Hook | None,
         every: float = 0.5,
     ):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.devices = devices
         self.manifest = manifest
         self.summary = summary
@@ -505,33 +511,60 @@ class _Committer:
         self.every = every
         self.waiting: list[dict[str, Any]] = []
         self.last = time.monotonic()
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="otactl-commit")
+        self.running: tuple[Future[None], list[dict[str, Any]]] | None = None
+
+    def _make_final(self, batch: list[dict[str, Any]]) -> None:
+        # syncfs and rename release the GIL: the main thread runs meanwhile.
+        _sync_filesystem(self.devices)
+        for r in batch:
+            os.rename(r["staging"], self.devices / r["uuid"])
+
+    def _record(self, *, call_hook: bool) -> None:
+        """Wait for the running commit and record it (raises what the commit raised)."""
+        if self.running is None:
+            return
+        future, batch = self.running
+        self.running = None
+        future.result()
+        self.manifest.append(batch)
+        self.summary.created += len(batch)
+        if self.progress:
+            self.progress(len(batch))
+        if self.hook and call_hook:
+            for r in batch:
+                self.hook(BundleInfo.from_json(r, created=True))
+
+    def _start(self) -> None:
+        batch, self.waiting = self.waiting, []
+        self.last = time.monotonic()
+        if batch:
+            self.running = (self.thread.submit(self._make_final, batch), batch)
 
     def add(self, results: list[dict[str, Any]]) -> None:
         self.waiting += results
-        if time.monotonic() - self.last >= self.every:
-            self.commit()
-
-    def commit(self, *, call_hook: bool = True) -> None:
-        done, self.waiting = self.waiting, []
-        self.last = time.monotonic()
-        if not done:
-            return
-        _sync_filesystem(self.devices)
-        for r in done:
-            os.rename(r.pop("staging"), self.devices / r["uuid"])
-        self.manifest.append(done)
-        self.summary.created += len(done)
-        if self.progress:
-            self.progress(len(done))
-        if self.hook and call_hook:
-            for r in done:
-                self.hook(BundleInfo.from_json(r, created=True))
+        if self.running is not None and self.running[0].done():
+            self._record(call_hook=True)
+        if self.running is None and time.monotonic() - self.last >= self.every:
+            self._start()
 
     def finish(self) -> None:
-        self.commit()
+        """Commit everything; on disk before the run reports success."""
+        self._record(call_hook=True)
+        self._start()
+        self._record(call_hook=True)
+        self.thread.shutdown()
         _remove_partial(self.devices)  # the staging folders, empty now
-        # The last renames and manifest lines, on disk before the run reports success.
-        _sync_filesystem(self.devices)
+        _sync_filesystem(self.devices)  # the last renames and manifest lines
+
+    def abandon(self) -> None:
+        """The run failed: still commit what is complete, without the hook (a re-run
+        calls it for these bundles, as skipped ones)."""
+        with contextlib.suppress(Exception):
+            self._record(call_hook=False)
+        self._start()
+        self._record(call_hook=False)
+        self.thread.shutdown()
 
 
 # --- the manifest: name → uuid -----------------------------------------------------------
@@ -803,7 +836,7 @@ def new_devices(
                     for chunk in _chunks(_plan(specs, manifest, opts, skip), chunk_size):
                         committer.add(_build_chunk(chunk))
                 except BaseException:
-                    committer.commit(call_hook=False)
+                    committer.abandon()
                     raise
                 committer.finish()
                 return summary
@@ -830,7 +863,7 @@ def new_devices(
                     while pending:
                         with contextlib.suppress(Exception):
                             committer.waiting += pending.popleft().get()
-                    committer.commit(call_hook=False)
+                    committer.abandon()
                     raise
     except OSError as e:
         # Disk full, permissions: one line, and the bundles already made stay valid.
