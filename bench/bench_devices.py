@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bundles")
     args = parser.parse_args()
 
-    work = args.dir or Path(tempfile.mkdtemp(prefix="otactl-bench-"))
+    work = args.dir or Path(tempfile.mkdtemp(prefix="otactl-bench-devices-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
     otactl = [sys.executable, "-m", "otactl", "--set", f"server_name={SERVER}"]
 
