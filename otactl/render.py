@@ -60,12 +60,12 @@ class Rendered:
 
 
 @functools.cache
-def _env() -> Any:
-    """One environment per process: templates are compiled once, not per render."""
+def _env(root: str) -> Any:
+    """One environment per templates folder: templates are compiled once, not per render."""
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        loader=jinja2.FileSystemLoader(root),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -91,7 +91,7 @@ def _template(name: str, **context: Any) -> str:
     import jinja2
 
     try:
-        return _env().get_template(name).render(**context)
+        return _env(str(templates_dir())).get_template(name).render(**context)
     except jinja2.UndefinedError as e:
         raise RenderError(f"templates/{name}: undefined value: {e.message}") from e
     except jinja2.TemplateSyntaxError as e:
