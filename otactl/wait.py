@@ -3,10 +3,11 @@ state change as it happens, and when it ends badly says, per object, why."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +62,9 @@ def _watch_kind(
             for obj in items:
                 if obj["metadata"]["name"] in names:
                     present.add(obj["metadata"]["name"])
-                    out.put((kind, obj["metadata"]["name"], obj))
+                    out.put((Target(kind, namespace, obj["metadata"]["name"]), obj))
             for name in names - present:
-                out.put((kind, name, None))
+                out.put((Target(kind, namespace, name), None))
             remaining = deadline - time.monotonic()
             try:
                 for etype, obj in cluster.watch(kind, namespace, rv, min(remaining, 300)):
@@ -73,12 +74,43 @@ def _watch_kind(
                         continue
                     name = obj.get("metadata", {}).get("name")
                     if name in names:
-                        out.put((kind, name, None if etype == "DELETED" else obj))
+                        gone = etype == "DELETED"
+                        out.put((Target(kind, namespace, name), None if gone else obj))
             except ClusterError as e:
                 if " 410 " not in f" {e} ":
                     raise
     except Exception as e:  # handed to the waiting thread, which raises it
-        out.put(("error", "", e))
+        out.put((None, e))
+
+
+def _events(
+    cluster: Cluster, wanted: list[Target], deadline: float
+) -> Generator[tuple[Target, dict[str, Any] | None], None, None]:
+    """Every (target, object or None when absent) the watchers see, until the deadline;
+    one watcher thread per kind and namespace, stopped when the iteration ends."""
+    by_kind: dict[tuple[str, str], set[str]] = {}
+    for t in wanted:
+        by_kind.setdefault((t.kind, t.namespace), set()).add(t.name)
+    events: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+    for (kind, ns), names in by_kind.items():
+        threading.Thread(
+            target=_watch_kind,
+            args=(cluster, kind, ns, names, events, stop, deadline),
+            daemon=True,
+            name=f"watch-{kind}",
+        ).start()
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                target, obj = events.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                continue
+            if target is None:
+                raise obj
+            yield target, obj
+    finally:
+        stop.set()
 
 
 def wait_ready(
@@ -96,36 +128,12 @@ def wait_ready(
     deadline = time.monotonic() + timeout
     states: dict[Target, ready.State | None] = {t: None for t in wanted}
     noticed: dict[Target, float] = {}
-    by_kind: dict[tuple[str, str], set[str]] = {}
-    for t in wanted:
-        by_kind.setdefault((t.kind, t.namespace), set()).add(t.name)
-    events: queue.Queue[Any] = queue.Queue()
-    stop = threading.Event()
-    threads = [
-        threading.Thread(
-            target=_watch_kind,
-            args=(cluster, kind, ns, names, events, stop, deadline),
-            daemon=True,
-            name=f"watch-{kind}",
-        )
-        for (kind, ns), names in by_kind.items()
-    ]
-    for th in threads:
-        th.start()
-    try:
-        while True:
-            if all(s is not None and s.ready for s in states.values()):
-                return noticed
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                kind, name, obj = events.get(timeout=min(remaining, 1.0))
-            except queue.Empty:
-                continue
-            if kind == "error":
-                raise obj
-            target = next(t for t in wanted if t.kind == kind and t.name == name)
+
+    def all_ready() -> bool:
+        return all(s is not None and s.ready for s in states.values())
+
+    with contextlib.closing(_events(cluster, wanted, deadline)) as stream:
+        for target, obj in stream:
             new = ready.state(obj) if obj is not None else ready.State(False, "not found")
             if new != states[target]:
                 states[target] = new
@@ -139,8 +147,8 @@ def wait_ready(
                     f"{phase + ': ' if phase else ''}{target} {new.detail}"
                     + _why(cluster, target, obj)
                 )
-    finally:
-        stop.set()
+            if all_ready():
+                return noticed
     not_ready = [t for t, s in states.items() if s is None or not s.ready]
     lines = [
         f"{t}: {states[t].detail if states[t] else 'not found'}{_why(cluster, t, None)}"  # type: ignore[union-attr]
@@ -187,33 +195,13 @@ def wait_deleted(
         return
     deadline = time.monotonic() + timeout
     present: dict[Target, bool] = {t: True for t in wanted}
-    by_kind: dict[tuple[str, str], set[str]] = {}
-    for t in wanted:
-        by_kind.setdefault((t.kind, t.namespace), set()).add(t.name)
-    events: queue.Queue[Any] = queue.Queue()
-    stop = threading.Event()
-    for (kind, ns), names in by_kind.items():
-        threading.Thread(
-            target=_watch_kind,
-            args=(cluster, kind, ns, names, events, stop, deadline),
-            daemon=True,
-        ).start()
-    try:
-        while any(present.values()):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                left = ", ".join(str(t) for t, p in present.items() if p)
-                raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for deletion of {left}")
-            try:
-                kind, name, obj = events.get(timeout=min(remaining, 1.0))
-            except queue.Empty:
-                continue
-            if kind == "error":
-                raise obj
-            target = next(t for t in wanted if t.kind == kind and t.name == name)
+    with contextlib.closing(_events(cluster, wanted, deadline)) as stream:
+        for target, obj in stream:
             if present[target] and obj is None:
                 present[target] = False
                 if progress:
                     progress(Change(target, ready.State(True, "deleted"), time.time()))
-    finally:
-        stop.set()
+            if not any(present.values()):
+                return
+    left = ", ".join(str(t) for t, p in present.items() if p)
+    raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for deletion of {left}")
