@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import os
@@ -416,18 +417,27 @@ def _write_file(folder: str, name: str, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    import ctypes
+
+    return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+
+
 def _sync_filesystem(path: Path) -> None:
-    """syncfs(2) on the file system of `path`: one flush for a whole chunk of bundles."""
+    """syncfs(2) on the file system of `path`: one flush for a whole commit of bundles
+    (sync(2), everything, where the C library has no syncfs)."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
-        if hasattr(os, "syncfs"):  # not in the stdlib yet; kept for when it is
-            os.syncfs(fd)
-        else:
+        if syncfs(fd) != 0:
             import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.syncfs(fd) != 0:
-                os.fsync(fd)
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
     finally:
         os.close(fd)
 
