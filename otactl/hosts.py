@@ -4,7 +4,8 @@ The build tools and browsers reach `app`, `tuf-reposerver`, `treehub` and `web-e
 under `<domain>` through the reverse proxy; devices reach `server_name` through the
 gateway. Each name goes to the address its Service really has from outside: the
 LoadBalancer's ingress when it is one, otherwise a node's address (ExternalIP before
-InternalIP) with the NodePort. Plain data in, lines out: `otactl.kube` reads the objects.
+InternalIP) with the NodePort. With `ingress.enabled` the public names go to the Ingress's
+address instead. Plain data in, lines out: `otactl.kube` reads the objects.
 """
 
 from __future__ import annotations
@@ -21,20 +22,23 @@ PROXIED = ("app", "tuf-reposerver", "treehub", "web-events")
 
 @dataclass(frozen=True)
 class Exposure:
-    """How a Service is reachable from outside the cluster."""
+    """How a Service (or an Ingress) is reachable from outside the cluster."""
 
-    service: str
-    type: str  # ClusterIP, NodePort or LoadBalancer
+    name: str  # "Service reverse-proxy", "Ingress ota-ce"
+    type: str  # ClusterIP, NodePort, LoadBalancer, or Ingress
     ingress: tuple[dict[str, str], ...] = ()  # status.loadBalancer.ingress
     node_ports: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, service: dict[str, Any]) -> Exposure:
-        """From a Service object as the API returns it."""
-        spec = service.get("spec", {})
-        lb = (service.get("status", {}).get("loadBalancer") or {}).get("ingress") or []
+    def of(cls, obj: dict[str, Any]) -> Exposure:
+        """From a Service or Ingress object as the API returns it."""
+        spec = obj.get("spec", {})
+        lb = tuple((obj.get("status", {}).get("loadBalancer") or {}).get("ingress") or [])
+        name = obj["metadata"]["name"]
+        if obj.get("kind") == "Ingress":
+            return cls(f"Ingress {name}", "Ingress", lb)
         ports = tuple(int(p["nodePort"]) for p in spec.get("ports", []) if p.get("nodePort"))
-        return cls(service["metadata"]["name"], spec.get("type", "ClusterIP"), tuple(lb), ports)
+        return cls(f"Service {name}", spec.get("type", "ClusterIP"), lb, ports)
 
 
 @dataclass(frozen=True)
@@ -64,23 +68,24 @@ def node_address(nodes: Sequence[dict[str, str]]) -> Address | None:
 def address_of(exposure: Exposure, nodes: Sequence[dict[str, str]]) -> Address:
     """Where `exposure`'s Service is reached from outside, or a ClusterError saying why
     it is not (no LoadBalancer address yet, ClusterIP only, no node address)."""
-    if exposure.type == "LoadBalancer":
+    if exposure.type in ("LoadBalancer", "Ingress"):
         for ing in exposure.ingress:
             if ing.get("ip"):
-                return Address(ing["ip"], "LoadBalancer")
+                return Address(ing["ip"], exposure.type)
             if ing.get("hostname"):
-                return Address(ing["hostname"], "LoadBalancer hostname")
+                return Address(ing["hostname"], f"{exposure.type} hostname")
+        who = "the cloud" if exposure.type == "LoadBalancer" else "the ingress controller"
         raise ClusterError(
-            f"Service {exposure.service} is a LoadBalancer without an address yet: "
-            "wait for the cloud to assign one, then run this again"
+            f"{exposure.name} has no external address yet: wait for {who} to assign one, "
+            "then run this again"
         )
     if exposure.type == "NodePort":
         found = node_address(nodes)
         if found is None:
-            raise ClusterError(f"Service {exposure.service} is a NodePort, but no node has an IP")
+            raise ClusterError(f"{exposure.name} is a NodePort, but no node has an IP")
         return found
     raise ClusterError(
-        f"Service {exposure.service} is {exposure.type}: not reachable from outside the "
+        f"{exposure.name} is {exposure.type}: not reachable from outside the "
         "cluster (set its service_type to NodePort or LoadBalancer, or use kubectl "
         "port-forward)"
     )
@@ -88,7 +93,7 @@ def address_of(exposure: Exposure, nodes: Sequence[dict[str, str]]) -> Address:
 
 def _line(addr: Address, names: list[str], exposure: Exposure) -> list[str]:
     ports = f", ports {', '.join(map(str, exposure.node_ports))}" if exposure.node_ports else ""
-    note = f"# {exposure.service}: {addr.how} {addr.host}"
+    note = f"# {exposure.name}: {addr.how} {addr.host}"
     if exposure.type == "NodePort":
         note += ports
     if addr.is_ip:
@@ -100,13 +105,14 @@ def _line(addr: Address, names: list[str], exposure: Exposure) -> list[str]:
 def hosts_lines(
     domain: str,
     server_name: str,
-    reverse_proxy: Exposure,
+    public: Exposure,
     gateway: Exposure,
     nodes: Sequence[dict[str, str]],
 ) -> list[str]:
-    """Lines to add to /etc/hosts (comments say where each address comes from)."""
+    """Lines to add to /etc/hosts (comments say where each address comes from). `public`
+    is the reverse proxy's Service, or the Ingress in front of it when there is one."""
     proxied = [f"{name}.{domain}" for name in PROXIED]
     return [
-        *_line(address_of(reverse_proxy, nodes), proxied, reverse_proxy),
+        *_line(address_of(public, nodes), proxied, public),
         *_line(address_of(gateway, nodes), [server_name], gateway),
     ]

@@ -31,7 +31,7 @@ def test_nodeport_uses_a_node_address() -> None:
     out = lines(svc("reverse-proxy", "NodePort", node_port=30080),
                 svc("gateway-service", "NodePort", node_port=30443))  # fmt: skip
     assert f"10.0.0.5 {PROXIED}" in out and "10.0.0.5 ota.example.com" in out
-    assert "# reverse-proxy: node InternalIP 10.0.0.5, ports 30080" in out
+    assert "# Service reverse-proxy: node InternalIP 10.0.0.5, ports 30080" in out
     external = [*NODES, {"type": "ExternalIP", "address": "203.0.113.7"}]
     out = lines(svc("reverse-proxy", "NodePort", node_port=30080),
                 svc("gateway-service", "NodePort", node_port=30443), external)  # fmt: skip
@@ -50,9 +50,22 @@ def test_loadbalancer_ingress_ip_and_hostname() -> None:
 
 
 def test_unreachable_services_are_explained() -> None:
-    with pytest.raises(ClusterError, match="LoadBalancer without an address yet"):
+    with pytest.raises(
+        ClusterError, match="reverse-proxy has no external address yet: wait for the cloud"
+    ):
         lines(svc("reverse-proxy", "LoadBalancer"), svc("gateway-service", "NodePort"))
-    with pytest.raises(ClusterError, match="reverse-proxy is ClusterIP: not reachable"):
+    with pytest.raises(ClusterError, match="Service reverse-proxy is ClusterIP: not reachable"):
         lines(svc("reverse-proxy", "ClusterIP"), svc("gateway-service", "NodePort"))
     with pytest.raises(ClusterError, match="no node has an IP"):
         lines(svc("reverse-proxy", "NodePort"), svc("gateway-service", "NodePort"), [])
+
+
+def test_ingress_in_front_of_the_reverse_proxy() -> None:
+    ingress = {"kind": "Ingress", "metadata": {"name": "ota-ce"}, "spec": {}, "status": {}}
+    gw = svc("gateway-service", "NodePort", node_port=30443)
+    with pytest.raises(ClusterError, match="Ingress ota-ce has no external address yet: wait "
+                       "for the ingress controller"):  # fmt: skip
+        lines(ingress, gw)
+    ingress["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.4"}]}}
+    out = lines(ingress, gw)
+    assert "# Ingress ota-ce: Ingress 192.0.2.4" in out and f"192.0.2.4 {PROXIED}" in out

@@ -197,19 +197,22 @@ def register(app: typer.Typer) -> None:
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
         cluster = connect(kubeconfig, context)
-        found = {}
-        for name in ("reverse-proxy", "gateway-service"):
-            svc = cluster.get("Service", values.namespace, name)
-            if svc is None:
+
+        def get(kind: str, name: str) -> Exposure:
+            obj = cluster.get(kind, values.namespace, name)
+            if obj is None:
                 raise ClusterError(
-                    f"Service {values.namespace}/{name} not found: run `otactl up` first"
+                    f"{kind} {values.namespace}/{name} not found: run `otactl up` first"
                 )
-            found[name] = Exposure.of(svc)
+            return Exposure.of({"kind": kind, **obj})
+
+        # With an Ingress, the public names reach the reverse proxy through it.
+        public = get("Ingress", "ota-ce") if values.ingress.enabled else None
         lines = hosts_lines(
             values.domain,
             values.server_name,
-            found["reverse-proxy"],
-            found["gateway-service"],
+            public or get("Service", "reverse-proxy"),
+            get("Service", "gateway-service"),
             cluster.node_addresses(),
         )
         for line in lines:

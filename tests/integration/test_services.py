@@ -368,10 +368,10 @@ def test_hosts_from_node_ports_and_load_balancer(
     ns = f"hosts-{uuid.uuid4().hex[:8]}"
     local_cluster.kubectl("create", "namespace", ns)
 
-    def hosts() -> subprocess.CompletedProcess[str]:
+    def hosts(*extra: str) -> subprocess.CompletedProcess[str]:
         return run_otactl(
             "--generated", str(tmp_path), "hosts", "--kubeconfig", str(local_cluster.kubeconfig),
-            "-n", ns, "--set", "domain=ota.test", "--set", f"server_name={SERVER}",
+            "-n", ns, "--set", "domain=ota.test", "--set", f"server_name={SERVER}", *extra,
         )  # fmt: skip
 
     try:
@@ -393,7 +393,7 @@ def test_hosts_from_node_ports_and_load_balancer(
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": services}),
         )  # fmt: skip
         pending = hosts()
-        assert pending.returncode == 1 and "LoadBalancer without an address yet" in pending.stderr
+        assert pending.returncode == 1 and "has no external address yet" in pending.stderr
         # What a cloud controller does once the load balancer exists.
         local_cluster.kubectl(
             "patch", "service", "reverse-proxy", "-n", ns, "--subresource=status",
@@ -414,5 +414,22 @@ def test_hosts_from_node_ports_and_load_balancer(
         )
         ip, name = lines[1].split()
         assert name == SERVER and ip in internal
+        # With an Ingress in front of the reverse proxy, the public names go to it.
+        ingress = {
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "ota-ce"},
+            "spec": {"rules": [{"host": "app.ota.test", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "reverse-proxy", "port": {"number": 80}}},
+            }]}}]},
+        }  # fmt: skip
+        local_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(ingress))
+        local_cluster.kubectl(
+            "patch", "ingress", "ota-ce", "-n", ns, "--subresource=status", "--type=merge",
+            "-p", '{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.9"}]}}}',
+        )  # fmt: skip
+        res = hosts("--set", "ingress.enabled=true")
+        assert res.returncode == 0, res.stderr
+        assert "192.0.2.9 app.ota.test tuf-reposerver.ota.test" in res.stdout
     finally:
         local_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
