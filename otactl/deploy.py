@@ -299,14 +299,7 @@ def up(
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)
-    made = pki.ensure_server_pki(
-        server_dir,
-        values.server_name,
-        pki.PkiSettings(values.pki.key_type, values.pki.ca_days, values.pki.server_days,
-                        values.pki.device_days),
-        extra_dns_names=values.server_dns_names(),
-        extra_ips=values.gateway.extra_ips,
-    )  # fmt: skip
+    made = pki.ensure_server_pki_for(values, server_dir)
     done(", ".join(made.created) or "kept")
 
     secrets = secretstore.load_or_create(server_dir)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir, write_atomic, write_private
+
+if TYPE_CHECKING:
+    from otactl.config import Values
 
 KeyType = Literal["ec", "rsa"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -668,6 +671,20 @@ def ensure_server_pki(
         _write_crl_file(files, make_crl(device_ca, [], now=now))
         out.created.append("device CRL")
     return out
+
+
+def ensure_server_pki_for(values: Values, server_dir: Path, **options: Any) -> ServerPki:
+    """`ensure_server_pki` with what the values say: the gateway names (server name, extra
+    names and the public names the reverse proxy serves with the same certificate), IPs,
+    key type and lifetimes. What `new-server` and `up` both call, so they agree."""
+    return ensure_server_pki(
+        server_dir,
+        values.server_name,
+        PkiSettings(**values.pki.model_dump()),
+        extra_dns_names=values.server_dns_names(),
+        extra_ips=values.gateway.extra_ips,
+        **options,
+    )
 
 
 def _ensure_device_ca(

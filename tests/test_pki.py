@@ -543,3 +543,22 @@ def test_refresh_the_roots_crl(tmp_path: Path, fleet_ca: dict[str, Path]) -> Non
     make_server(tmp_path / "own")
     with pytest.raises(ConfigError, match="self-signed"):
         make_server(tmp_path / "own", device_ca_crl=fleet_ca["next_root_crl"])
+
+
+def test_gateway_certificate_also_names_the_reverse_proxy_hosts(tmp_path: Path):
+    # The reverse proxy serves TLS with the same certificate: its public names are SANs,
+    # and `new-server` and `up` issue the same set (one function computes it).
+    proc = run_otactl("--generated", str(tmp_path), "new-server", "--set", "domain=fleet.test")
+    assert proc.returncode == 0, proc.stderr
+    cert = x509.load_pem_x509_certificate(
+        (tmp_path / "ota-ce.example.com" / "server.crt").read_bytes()
+    )
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = set(names.get_values_for_type(x509.DNSName))
+    assert dns == {
+        "ota-ce.example.com",
+        "app.fleet.test",
+        "tuf-reposerver.fleet.test",
+        "treehub.fleet.test",
+        "web-events.fleet.test",
+    }

@@ -29,34 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from otactl.bundle import BatchSummary, BundleOptions, DeviceSpec, Hook
-    from otactl.pki import ServerPki
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
-
-
-def ensure_server(
-    st: State,
-    *,
-    renew_server_cert: bool = False,
-    device_ca_cert: Path | None = None,
-    device_ca_key: Path | None = None,
-    device_ca_crl: Path | None = None,
-) -> ServerPki:
-    """The server PKI for the current values (what `new-server` and `up` call)."""
-    from otactl.pki import PkiSettings, ensure_server_pki
-
-    values = st.values()
-    return ensure_server_pki(
-        st.server_dir(),
-        values.server_name,
-        PkiSettings(**values.pki.model_dump()),
-        extra_dns_names=values.gateway.extra_dns_names,
-        extra_ips=values.gateway.extra_ips,
-        renew_server_cert=renew_server_cert,
-        device_ca_cert=device_ca_cert,
-        device_ca_key=device_ca_key,
-        device_ca_crl=device_ca_crl,
-    )
 
 
 def _parse_within(text: str) -> float:
@@ -101,9 +75,12 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         """Create the server CA, gateway certificate, device CA and CRL (keeps existing CAs)."""
+        from otactl.pki import ensure_server_pki_for
+
         st = state(ctx, config, set_, profile)
-        result = ensure_server(
-            st,
+        result = ensure_server_pki_for(
+            st.values(),
+            st.server_dir(),
             renew_server_cert=renew_server_cert,
             device_ca_cert=device_ca_cert,
             device_ca_key=device_ca_key,
