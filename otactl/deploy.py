@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ MANAGED_LABELS = {
 OWNED_KINDS = ("Ingress", "Deployment", "StatefulSet", "Job", "Service", "ConfigMap", "Secret")
 HEALTH_GATES = ("director", "tuf-keyserver", "tuf-reposerver")
 SQL_HASH = "otactl.io/sql-hash"
+TLS_HASH = "otactl.io/tls-hash"
+TLS_USERS = ("gateway-deployment", "reverse-proxy")
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,16 @@ def _bootstrap_objects(
     return objects
 
 
+def _roll_on_tls_change(objects: list[dict[str, Any]], tls: dict[str, Any]) -> None:
+    """nginx reads its certificate and CRL at start only: a changed `gateway-tls` (a revoked
+    device, a renewed certificate) must roll the pods that mount it."""
+    digest = hashlib.sha256(json.dumps(tls["data"], sort_keys=True).encode()).hexdigest()[:16]
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] in TLS_USERS:
+            template = obj["spec"]["template"]["metadata"]
+            template.setdefault("annotations", {})[TLS_HASH] = digest
+
+
 def _workloads(objects: list[dict[str, Any]], kinds: tuple[str, ...]) -> list[Target]:
     return [
         Target(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
@@ -310,7 +323,9 @@ def up(
 
     done = phase("secrets", "gateway-tls, tuf-keyserver-encryption")
     keyserver = [o for o in services if o["metadata"]["name"] == "tuf-keyserver-encryption"]
-    changed = applier.apply([gateway_tls_secret(values, made.files), *keyserver])
+    tls = gateway_tls_secret(values, made.files)
+    _roll_on_tls_change(services, tls)
+    changed = applier.apply([tls, *keyserver])
     done(f"{len(changed)} changed")
 
     done = phase("infra", "zookeeper, kafka, mysql")

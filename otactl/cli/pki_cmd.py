@@ -260,7 +260,7 @@ def register(app: typer.Typer) -> None:
             return
         verb = "already revoked" if rev.already else "revoked"
         info(f"{verb}: {dev.name} ({dev.uuid}), serial {rev.serial:x}")
-        info("the gateway sees it once its gateway-tls Secret carries the new crl.pem (otactl up)")
+        info("run `otactl up`: it updates the gateway-tls Secret and restarts the gateway with it")
         echo(str(crl))
 
     certs_app = typer.Typer(

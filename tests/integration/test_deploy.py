@@ -250,3 +250,33 @@ def test_cluster_access_failures_are_one_line_with_distinct_codes(
         "error: RBAC refused"
     )
     assert f"system:serviceaccount:{ns}:reader" in line
+
+
+def test_a_revoked_device_reaches_the_gateway_with_the_next_up(deployment: Deployment):
+    assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    made = run_otactl(*deployment.args("new-device", "lost-1", "--no-register", "-o", "json"))
+    assert made.returncode == 0, made.stderr
+
+    def gateway() -> dict:
+        out = deployment.cluster.kubectl(
+            "get", "deploy", "gateway-deployment", "-n", deployment.ns, "-o", "json"
+        ).stdout
+        return json.loads(out)
+
+    before = gateway()
+    revoked = run_otactl(*deployment.args("revoke-device", "lost-1"))
+    assert revoked.returncode == 0, revoked.stderr
+    again = deployment.otactl("up", "--timeout", "240", "-o", "json")
+    assert again.returncode == 0, again.stderr
+    changed = json.loads(again.stdout)["changed"]
+    assert f"Secret {deployment.ns}/gateway-tls" in changed
+    assert f"Deployment {deployment.ns}/gateway-deployment" in changed  # rolled: nginx rereads
+    after = gateway()
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    crl = deployment.cluster.kubectl(
+        "get", "secret", "gateway-tls", "-n", deployment.ns, "-o", "jsonpath={.data.crl\\.pem}"
+    ).stdout
+    import base64
+
+    local = (deployment.server_dir / "devices" / "crl.pem").read_bytes()
+    assert base64.b64decode(crl) == local
