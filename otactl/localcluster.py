@@ -455,25 +455,12 @@ def _cert(
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+    from otactl.pki import cert_builder
+
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     if org:
         attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    subject = x509.Name(attrs)
-    issuer = issuer_cert.subject if issuer_cert is not None else subject
-    now = _now()
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        # Backdated a little: the clocks of the processes reading it are this machine's.
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-    aki_key = issuer_cert.public_key() if issuer_cert is not None else public_key
-    b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_key), critical=False)
+    b = cert_builder(x509.Name(attrs), public_key, issuer_cert, days, _now())
     if ca:
         b = b.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         b = b.add_extension(

@@ -137,7 +137,7 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _builder(
+def cert_builder(
     subject: x509.Name,
     public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
     issuer: x509.Certificate | None,
@@ -201,7 +201,7 @@ def make_ca(
     cRLSign, and the EKU of the certificates it issues (critical, as the old scripts did)."""
     key = generate_key(key_type)
     builder = (
-        _builder(_name(cn), key.public_key(), None, days, now)
+        cert_builder(_name(cn), key.public_key(), None, days, now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ca_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=True)
@@ -223,7 +223,7 @@ def make_server_cert(
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(dns_names)]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
     builder = (
-        _builder(_name(GATEWAY_CN), key.public_key(), ca.cert, days, now)
+        cert_builder(_name(GATEWAY_CN), key.public_key(), ca.cert, days, now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -270,7 +270,7 @@ def make_device_cert(
 ) -> x509.Certificate:
     """A device certificate: CN = the device uuid (the gateway forwards it upstream)."""
     builder = (
-        _builder(_name(device_uuid), public_key, ca.cert, days, now)
+        cert_builder(_name(device_uuid), public_key, ca.cert, days, now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_DEVICE_USAGE, critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=True)
