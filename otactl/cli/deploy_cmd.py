@@ -43,15 +43,16 @@ class _View:
             self.live.start()
 
     def _table(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(show_header=True, header_style="bold", box=None)
-        table.add_column("component")
+        table.add_column("component", no_wrap=True)
         table.add_column("state")
         table.add_column("detail", overflow="fold")
         for name, (st, detail) in self.rows.items():
             colour = {"ready": "green", "done": "green", "waiting": "yellow"}.get(st, "cyan")
-            table.add_row(name, f"[{colour}]{st}[/]", detail)
+            table.add_row(escape(name), f"[{colour}]{st}[/]", escape(detail))
         return table
 
     def __call__(self, event: Event) -> None:
@@ -62,7 +63,8 @@ class _View:
             st = {"start": "running", "done": "done", "skip": "skipped"}[event.status]
             row = (st, event.detail)
         else:
-            key = str(event.target)
+            # the namespace is the same for every object: the name is enough
+            key = f"{event.target.kind} {event.target.name}"
             row = ("ready" if event.state.ready else "waiting", event.state.detail)
         if self.rows.get(key) == row:
             return
