@@ -223,9 +223,11 @@ def reconcile_pki(cluster: Cluster, values: Values, server_dir: Path) -> None:
 
 def exposed_gateway_url(cluster: Cluster, values: Values) -> str:
     """The gateway URL devices really reach: the LoadBalancer's 8443, or the NodePort."""
+    from otactl.bundle import default_gateway_port
+
     svc = cluster.get("Service", values.namespace, "gateway-service")
-    if svc is None:
-        return f"https://{values.server_name}:8443"
+    if svc is None:  # not deployed yet: what the values will expose
+        return f"https://{values.server_name}:{default_gateway_port(values.gateway)}"
     port = 8443
     if svc["spec"].get("type") == "NodePort":
         for p in svc["spec"].get("ports", []):

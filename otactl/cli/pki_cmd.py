@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -181,11 +182,15 @@ def register(app: typer.Typer) -> None:
         opts = _bundle_options(st, fmt, hardware_id, port, archive)
         service_cmd.check_push_options(name is not None, push)
         registered: list[int] = []
-        hook = (
-            service_cmd.registration_hook(st, kubeconfig, context, registered)
-            if register_
-            else None
-        )
+        hook = None
+        if register_:
+            cluster = service_cmd.connect_for_registration(kubeconfig, context)
+            hook = service_cmd.registration_hook(st, cluster, registered)
+            if port is None:  # the gateway as the cluster really exposes it
+                from otactl.deploy import exposed_gateway_url
+
+                url = exposed_gateway_url(cluster, st.values())
+                opts = dataclasses.replace(opts, gateway_url=url)
 
         if name is not None:
             spec = bundle.DeviceSpec(

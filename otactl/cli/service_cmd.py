@@ -28,6 +28,7 @@ from otactl.errors import ClusterError, ConfigError, ServiceError
 if TYPE_CHECKING:
     from otactl.bundle import BundleInfo, Hook
     from otactl.health import HealthResult
+    from otactl.kube import Cluster
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
 
@@ -41,18 +42,20 @@ def _health_table(results: list[HealthResult]) -> None:
         echo(f"{r.service:<{width}}  {r.status:<6}  {code:>4}  {r.latency_ms:5.0f}ms  {reason}")
 
 
-def registration_hook(
-    st: State, kubeconfig: Path | None, context: str | None, count: list[int]
-) -> Hook:
+def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cluster:
+    """The cluster new-device registers in; without one, say how to make bundles only."""
+    try:
+        return connect(kubeconfig, context)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (or --no-register: bundles only)") from e
+
+
+def registration_hook(st: State, cluster: Cluster, count: list[int]) -> Hook:
     """A bundle hook that registers each bundle's device in device-registry, all through
     one connection (one `ServiceCaller`). `count` gets one entry per registration."""
     from otactl.registry import register_device
 
     values = st.values()
-    try:
-        cluster = connect(kubeconfig, context)
-    except ConfigError as e:
-        raise ConfigError(f"{e} (or --no-register: bundles only)") from e
     caller = cluster.service_caller(values.namespace)
 
     def hook(bundle: BundleInfo) -> None:

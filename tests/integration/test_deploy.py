@@ -280,3 +280,24 @@ def test_a_revoked_device_reaches_the_gateway_with_the_next_up(deployment: Deplo
 
     local = (deployment.server_dir / "devices" / "crl.pem").read_bytes()
     assert base64.b64decode(crl) == local
+
+
+def test_bundles_carry_the_gateway_port_the_cluster_really_exposes(deployment: Deployment):
+    # No NodePort in the values: the API server picks one, and bundles must use it.
+    first = deployment.otactl("up", "--set", "gateway.node_port=null", "-o", "json")
+    assert first.returncode == 0, first.stderr
+    exposed = json.loads(first.stdout)["gateway_url"]
+    assert exposed != "https://ota-ce.example.com:8443"
+    made = deployment.otactl(
+        "new-device", "port-1", "--set", "gateway.node_port=null", "-o", "json"
+    )
+    assert made.returncode == 0, made.stderr
+    info = json.loads(made.stdout)
+    assert info["registered"] is True
+    bundle = Path(info["path"])
+    if not bundle.is_absolute():
+        bundle = Path.cwd() / bundle
+    assert (bundle / "gateway.url").read_text().strip() == exposed
+    assert f'server = "{exposed}"' in (bundle / "sota.toml").read_text()
+    registered = deployment.cluster.standin.devices(deployment.ns)
+    assert info["uuid"] in json.dumps(registered)

@@ -193,8 +193,8 @@ def test_credentials_cli_writes_zip_and_user_keys_secret(
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     assert got["path"] == str(out) and got["changed"] and out.stat().st_mode & 0o777 == 0o600
-    # No gateway-service in this namespace: the gateway's own port.
-    _check_zip(out.read_bytes(), f"https://{SERVER}:8443")
+    # No gateway-service in this namespace yet: the port the values will expose (NodePort).
+    _check_zip(out.read_bytes(), f"https://{SERVER}:30443")
     secret = json.loads(
         local_cluster.kubectl("get", "secret", "user-keys", "-n", ota_ns, "-o", "json").stdout
     )
