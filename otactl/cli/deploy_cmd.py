@@ -113,11 +113,17 @@ def register(app: typer.Typer) -> None:
         )
 
         def health_step(services: tuple[str, ...], timeout: float) -> None:
-            health.wait_healthy(caller, services, timeout=timeout)
+            def progress(message: str) -> None:
+                view(deploy.Phase("health", "start", message))
+
+            health.wait_healthy(caller, services, timeout=timeout, progress=progress)
 
         def credentials_step(gateway_url: str, timeout: float) -> Path:
+            def progress(message: str) -> None:
+                view(deploy.Phase("credentials", "start", message))
+
             made = credentials.credentials_for_values(
-                caller, values, server_dir, gateway_url, timeout=timeout
+                caller, values, server_dir, gateway_url, timeout=timeout, progress=progress
             )
             secret = deploy.secret_object(
                 "user-keys", values.namespace, made.user_keys, "credentials"
