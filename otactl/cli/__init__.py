@@ -59,21 +59,22 @@ def _global(
 
 
 def _register() -> None:
-    """Each area of commands lives in its own module (importing them is cheap)."""
-    import importlib
+    """Each area of commands lives in its own module; none imports a heavy library at the
+    top (kubernetes, google.cloud), so `otactl --help` stays fast."""
+    from otactl.cli import (
+        config_cmd,
+        deploy_cmd,
+        gke,
+        local_cluster,
+        pki_cmd,
+        render_cmd,
+        service_cmd,
+    )
 
-    for module in ("config_cmd", "render_cmd", "pki_cmd", "deploy_cmd", "service_cmd"):
-        try:
-            importlib.import_module(f"otactl.cli.{module}").register(app)
-        except ModuleNotFoundError as e:  # an area not written yet
-            if e.name != f"otactl.cli.{module}":
-                raise
-    for name, module in (("local-cluster", "local_cluster"), ("gke", "gke")):
-        try:
-            app.add_typer(importlib.import_module(f"otactl.cli.{module}").app, name=name)
-        except ModuleNotFoundError as e:
-            if e.name != f"otactl.cli.{module}":
-                raise
+    for module in (config_cmd, render_cmd, pki_cmd, deploy_cmd, service_cmd):
+        module.register(app)
+    app.add_typer(local_cluster.app, name="local-cluster")
+    app.add_typer(gke.app, name="gke")
 
 
 _register()

@@ -301,3 +301,27 @@ def test_bundles_carry_the_gateway_port_the_cluster_really_exposes(deployment: D
     assert f'server = "{exposed}"' in (bundle / "sota.toml").read_text()
     registered = deployment.cluster.standin.devices(deployment.ns)
     assert info["uuid"] in json.dumps(registered)
+
+
+def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deployment: Deployment):
+    assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    refused = deployment.otactl("down", "--purge")  # no terminal, no --yes
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "error: --purge deletes data and keys: confirm with --yes"
+    assert (deployment.server_dir / "ca.key").exists()
+    assert (
+        "data-mysql-0"
+        in deployment.cluster.kubectl("get", "pvc", "-n", deployment.ns, "-o", "name").stdout
+    )
+
+    purged = deployment.otactl("down", "--purge", "--yes", "--timeout", "120")
+    assert purged.returncode == 0, purged.stderr
+    assert not deployment.server_dir.exists()
+    left = deployment.cluster.kubectl(
+        "get", "pvc,deploy,sts,secret", "-n", deployment.ns,
+        "-l", "app.kubernetes.io/part-of=ota-ce", "-o", "name", check=False,
+    )  # fmt: skip
+    assert left.stdout.strip() == ""
+    # otactl created the namespace, so --purge removes it too
+    gone = deployment.cluster.kubectl("get", "namespace", deployment.ns, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
