@@ -10,6 +10,8 @@ import base64
 import difflib
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ import yaml
 from otactl import pki, render, secretstore
 from otactl.config import Values
 from otactl.errors import PkiError
+from otactl.fsutil import ensure_private_dir
 from otactl.wait import Change, Target, wait_deleted, wait_ready
 
 if TYPE_CHECKING:
@@ -159,13 +162,19 @@ class _Applier:
         self.cluster = cluster
         self.result = result
         self.dry_run = dry_run
+        # A dry run cannot create the namespace, and the API server refuses a dry run of
+        # an object in a namespace that does not exist: everything in it is simply new.
+        self.missing_namespaces: set[str] = set()
 
     def _one(self, obj: dict[str, Any]) -> tuple[str, bool, str]:
         from otactl.kube import ref
 
         meta = obj["metadata"]
-        before = self.cluster.get(obj["kind"], meta.get("namespace"), meta["name"])
-        after = self.cluster.apply(obj, dry_run=self.dry_run)
+        if self.dry_run and meta.get("namespace") in self.missing_namespaces:
+            before, after = None, obj
+        else:
+            before = self.cluster.get(obj["kind"], meta.get("namespace"), meta["name"])
+            after = self.cluster.apply(obj, dry_run=self.dry_run)
         if self.dry_run:
             old = yaml.safe_dump(_normalized(before), sort_keys=True).splitlines()
             new = yaml.safe_dump(_normalized(after), sort_keys=True).splitlines()
@@ -252,6 +261,21 @@ def _bootstrap_objects(
     return objects
 
 
+def _scratch_copy(server_dir: Path, scratch: Path) -> Path:
+    """The server folder's own files (PKI, secrets), without the device bundles."""
+    ensure_private_dir(scratch)
+    if server_dir.exists():
+        shutil.copytree(
+            server_dir,
+            scratch,
+            dirs_exist_ok=True,
+            ignore=lambda d, names: [
+                n for n in names if Path(d).name == "devices" and (Path(d) / n).is_dir()
+            ],
+        )
+    return scratch
+
+
 def _roll_on_tls_change(objects: list[dict[str, Any]], tls: dict[str, Any]) -> None:
     """nginx reads its certificate and CRL at start only: a changed `gateway-tls` (a revoked
     device, a renewed certificate) must roll the pods that mount it."""
@@ -281,9 +305,28 @@ def up(
 ) -> UpResult:
     """Run the plan. `health_step(services, timeout)` and `credentials_step(gateway_url,
     timeout)` are the service-level phases (they talk through the service proxy)."""
+    server_dir = generated / values.server_name
+    steps = (report, credentials_step, health_step)
+    if not opts.dry_run:
+        return _plan(cluster, values, server_dir, opts, *steps)
+    # What up would make (a CA, secrets) is made in a scratch copy: a dry run shows the
+    # objects as they would be and leaves generated/ untouched.
+    with tempfile.TemporaryDirectory(prefix="otactl-dry-run-") as scratch:
+        copy = _scratch_copy(server_dir, Path(scratch) / values.server_name)
+        return _plan(cluster, values, copy, opts, *steps)
+
+
+def _plan(
+    cluster: Cluster,
+    values: Values,
+    server_dir: Path,
+    opts: UpOptions,
+    report: Report,
+    credentials_step: Callable[[str, float], Path] | None,
+    health_step: Callable[[tuple[str, ...], float], None] | None,
+) -> UpResult:
     result = UpResult()
     deadline = _Deadline(opts.timeout)
-    server_dir = generated / values.server_name
     ns = values.namespace
     applier = _Applier(cluster, result, opts.dry_run)
     t = values.timeouts
@@ -309,6 +352,8 @@ def up(
     if ns != "default":
         done = phase("namespace", ns)
         namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        if opts.dry_run and cluster.get("Namespace", None, ns) is None:
+            applier.missing_namespaces.add(ns)
         changed = applier.apply([_labelled(namespace)])
         done("created" if changed else "present")
 

@@ -325,3 +325,16 @@ def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deploymen
     # otactl created the namespace, so --purge removes it too
     gone = deployment.cluster.kubectl("get", "namespace", deployment.ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_dry_run_from_nothing_writes_nothing_anywhere(deployment: Deployment):
+    proc = deployment.otactl("up", "--dry-run", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    changed = json.loads(proc.stdout)["changed"]
+    assert f"Namespace {deployment.ns}" in changed
+    assert f"Deployment {deployment.ns}/director" in changed
+    assert len(changed) > 60
+    # no CA, no secrets file on disk; no namespace in the cluster
+    assert not deployment.server_dir.exists()
+    missing = deployment.cluster.kubectl("get", "namespace", deployment.ns, check=False)
+    assert missing.returncode != 0
