@@ -125,16 +125,14 @@ def run(info: localcluster.ClusterInfo, work: Path, devices: int) -> None:
     cluster = kube.connect(Path(info.kubeconfig))
     caller = cluster.service_caller(namespace)
 
-    from otactl import credentials, health
+    from otactl import health
 
     def health_step(services: tuple[str, ...], timeout: float) -> None:
         health.wait_healthy(caller, services, timeout=timeout)
 
     def credentials_step(url: str, timeout: float) -> Path:
-        made = credentials.credentials_for_values(
-            caller, values, generated / values.server_name, url, timeout=timeout
-        )
-        return made.path
+        server_dir = generated / values.server_name
+        return deploy.publish_credentials(cluster, values, server_dir, url, timeout=timeout).path
 
     poller = Poller(cluster, namespace)
     poller.start()

@@ -28,6 +28,7 @@ from otactl.fsutil import ensure_private_dir
 from otactl.wait import Change, Target, wait_deleted, wait_ready
 
 if TYPE_CHECKING:
+    from otactl.credentials import CredentialsResult
     from otactl.kube import Cluster
 
 MANAGED_LABELS = {
@@ -259,6 +260,33 @@ def _bootstrap_objects(
                 cluster.delete("Job", namespace, obj["metadata"]["name"], propagation="Foreground")
                 wait_deleted(cluster, [Target("Job", namespace, obj["metadata"]["name"])], 120)
     return objects
+
+
+def publish_credentials(
+    cluster: Cluster,
+    values: Values,
+    server_dir: Path,
+    gateway_url: str,
+    *,
+    out: Path | None = None,
+    timeout: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CredentialsResult:
+    """The credentials phase: TUF repositories and keys through the service proxy,
+    `credentials.zip`, and the `user-keys` Secret (what `up` and `otactl credentials` do)."""
+    from otactl.credentials import credentials_for_values
+
+    made = credentials_for_values(
+        cluster.service_caller(values.namespace),
+        values,
+        server_dir,
+        gateway_url,
+        out=out,
+        timeout=timeout,
+        progress=progress,
+    )
+    cluster.apply(secret_object("user-keys", values.namespace, made.user_keys, "credentials"))
+    return made
 
 
 def _scratch_copy(server_dir: Path, scratch: Path) -> Path:

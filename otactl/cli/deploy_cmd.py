@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         """Deploy OTA CE: PKI, infra, database bootstrap, services, health, credentials."""
-        from otactl import credentials, deploy, health
+        from otactl import deploy, health
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
@@ -122,13 +122,9 @@ def register(app: typer.Typer) -> None:
             def progress(message: str) -> None:
                 view(deploy.Phase("credentials", "start", message))
 
-            made = credentials.credentials_for_values(
-                caller, values, server_dir, gateway_url, timeout=timeout, progress=progress
+            made = deploy.publish_credentials(
+                cluster, values, server_dir, gateway_url, timeout=timeout, progress=progress
             )
-            secret = deploy.secret_object(
-                "user-keys", values.namespace, made.user_keys, "credentials"
-            )
-            cluster.apply(secret)
             return made.path
 
         view = _View()
@@ -237,7 +233,7 @@ def register(app: typer.Typer) -> None:
                 {
                     "ok": ok,
                     "objects": [asdict(r) for r in rows],
-                    "health": [asdict(c) for c in checks],
+                    "health": [c.as_json() for c in checks],
                 }
             )
         else:

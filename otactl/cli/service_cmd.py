@@ -152,22 +152,19 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         """TUF repositories, credentials.zip for the garage tools, the user-keys Secret."""
-        from otactl import credentials, deploy
+        from otactl import deploy
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
         cluster = connect(kubeconfig, context)
-        made = credentials.credentials_for_values(
-            cluster.service_caller(values.namespace),
+        made = deploy.publish_credentials(
+            cluster,
             values,
             st.server_dir(),
             deploy.exposed_gateway_url(cluster, values),
             out=out,
             timeout=timeout,
             progress=info,
-        )
-        cluster.apply(
-            deploy.secret_object("user-keys", values.namespace, made.user_keys, "credentials")
         )
         if output is Output.json:
             emit_json(
