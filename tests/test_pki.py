@@ -31,6 +31,17 @@ def openssl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def verify_client(
+    crl: str, ca: str, cert: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The gateway's own check of a device certificate: client purpose, a CRL for every
+    level of the chain."""
+    return openssl(
+        "verify", "-purpose", "sslclient", "-crl_check_all", "-CRLfile", crl, "-CAfile", ca,
+        cert, check=check,
+    )  # fmt: skip
+
+
 def x509_text(path: Path) -> str:
     return openssl("x509", "-in", str(path), "-noout", "-text").stdout
 
@@ -119,17 +130,7 @@ def test_chains_verify_with_openssl(tmp_path: Path) -> None:
     chain = pki.load_certs(files.server_chain)
     assert [pki.common_name(c) for c in chain] == ["ota-gateway", "ota-server-CA"]
     # Device: the gateway's own check (client purpose, CRL of every level of the chain).
-    ok = openssl(
-        "verify",
-        "-purpose",
-        "sslclient",
-        "-crl_check_all",
-        "-CRLfile",
-        str(files.crl),
-        "-CAfile",
-        str(files.device_ca),
-        str(info.path / "client.pem"),
-    )
+    ok = verify_client(str(files.crl), str(files.device_ca), str(info.path / "client.pem"))
     assert ": OK" in ok.stdout
     # The bundle's root.crt is the server CA: what the device trusts the gateway with.
     assert (info.path / "root.crt").read_bytes() == files.server_ca.read_bytes()
@@ -320,44 +321,20 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     # The device sends its certificate and the intermediate; the root stays out.
     chain = pki.load_certs(info.path / "client.chain.pem")
     assert [pki.common_name(c) for c in chain] == [info.uuid, "Fleet Devices 2026"]
-    ok = openssl(
-        "verify",
-        "-purpose",
-        "sslclient",
-        "-crl_check_all",
-        "-CRLfile",
-        str(files.crl),
-        "-CAfile",
-        str(files.device_ca),
-        str(info.path / "client.pem"),
-    )
+    ok = verify_client(str(files.crl), str(files.device_ca), str(info.path / "client.pem"))
     assert ": OK" in ok.stdout
     # Without the root's CRL the same check fails: why the import requires it.
     ours_only = tmp_path / "ours-only.pem"
     ours_only.write_bytes(pki.crl_pem(pki.load_crls(files.crl)[0]))
-    bad = openssl(
-        "verify",
-        "-crl_check_all",
-        "-CRLfile",
-        str(ours_only),
-        "-CAfile",
-        str(files.device_ca),
-        str(info.path / "client.pem"),
-        check=False,
+    bad = verify_client(
+        str(ours_only), str(files.device_ca), str(info.path / "client.pem"), check=False
     )
     assert bad.returncode != 0 and "unable to get certificate CRL" in bad.stdout + bad.stderr
     # Revocation still works with the imported CA, and keeps the root's CRL in the file.
     bundle.revoke_device(files.root, "d1")
     assert len(pki.load_crls(files.crl)) == 2
-    bad = openssl(
-        "verify",
-        "-crl_check_all",
-        "-CRLfile",
-        str(files.crl),
-        "-CAfile",
-        str(files.device_ca),
-        str(info.path / "client.pem"),
-        check=False,
+    bad = verify_client(
+        str(files.crl), str(files.device_ca), str(info.path / "client.pem"), check=False
     )
     assert "certificate revoked" in bad.stdout + bad.stderr
 
@@ -396,15 +373,7 @@ def test_import_self_signed_fleet_ca(tmp_path: Path) -> None:
         tmp_path, device_ca_cert=tmp_path / "ca.pem", device_ca_key=tmp_path / "ca.key"
     ).files
     info = bundle.new_device(files.root, bundle.DeviceSpec("d1"), device_options())
-    ok = openssl(
-        "verify",
-        "-crl_check_all",
-        "-CRLfile",
-        str(files.crl),
-        "-CAfile",
-        str(files.device_ca),
-        str(info.path / "client.pem"),
-    )
+    ok = verify_client(str(files.crl), str(files.device_ca), str(info.path / "client.pem"))
     assert ": OK" in ok.stdout
     # Re-running with the same import is a no-op.
     assert (
