@@ -8,9 +8,25 @@ from pathlib import Path
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) as 0700 folders; tighten it if it already exists."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    """Create `path` and its missing parents as 0700 folders.
+
+    Only folders created here get that mode: an existing folder keeps its own, whoever owns
+    it (`--out /tmp` must not turn /tmp into 0700).
+    """
+    path = Path(path)
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made by a concurrent run: not ours to change
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     return path
 
 

@@ -187,12 +187,14 @@ def test_credentials_cli_writes_zip_and_user_keys_secret(
 ) -> None:  # fmt: skip
     standin.set(keygen_delay_seconds=0)
     generated = server_dir.parent
+    (tmp_path / "out").mkdir(mode=0o755)
     out = tmp_path / "out" / "creds.zip"
     res = _cli(ota_ns, local_cluster, generated, tenant, "credentials", "--out", str(out),
                "-o", "json")  # fmt: skip
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     assert got["path"] == str(out) and got["changed"] and out.stat().st_mode & 0o777 == 0o600
+    assert out.parent.stat().st_mode & 0o777 == 0o755  # the user's folder keeps its mode
     # No gateway-service in this namespace yet: the port the values will expose (NodePort).
     _check_zip(out.read_bytes(), f"https://{SERVER}:30443")
     secret = json.loads(
