@@ -138,6 +138,34 @@ class Timeouts(Strict):
     credentials: float = Field(gt=0)
 
 
+class Gke(Strict):
+    """`otactl gke create|credentials|delete` settings (the gke profile sets them); each
+    has a flag of the same name that overrides it. None: GKE's own default."""
+
+    project: str | None = None
+    location: str | None = Field(default=None, pattern=r"^[a-z]+-[a-z]+[0-9]+(-[a-z])?$")
+    machine_type: str = "e2-standard-4"
+    nodes: int = Field(default=2, ge=1, description="nodes per zone")
+    min_nodes: int | None = Field(default=None, ge=0, description="autoscaling, per zone")
+    max_nodes: int | None = Field(default=None, ge=1)
+    disk_size_gb: int | None = Field(default=None, ge=10)
+    disk_type: Literal["pd-standard", "pd-balanced", "pd-ssd"] | None = None
+    spot: bool = False
+    node_zones: list[str] = []
+    release_channel: Literal["rapid", "regular", "stable", "extended"] | None = None
+    version: str | None = None
+    network: str | None = None
+    subnetwork: str | None = None
+    service_account: str | None = None
+    scopes: list[str] = []
+    private_nodes: bool = False
+    master_cidr: str | None = None
+    authorized_networks: list[str] = []
+    workload_identity: bool = False
+    labels: dict[str, str] = {}
+    autopilot: bool = False
+
+
 class Values(Strict):
     namespace: str = Field(pattern=DNS_LABEL)
     server_name: str = Field(
@@ -158,6 +186,7 @@ class Values(Strict):
     pki: Pki = Pki()
     device: Device
     timeouts: Timeouts
+    gke: Gke = Gke()
 
     def public_names(self) -> list[str]:
         """Host names behind the reverse proxy (or ingress): app, tuf-reposerver, ..."""

@@ -187,9 +187,13 @@ class Cluster:
     def _error(self, status: int, body: bytes, what: str) -> ClusterError:
         message = _status_message(body) or f"HTTP {status}"
         if status == 401:
+            # gcloud's and otactl's context names for GKE: a token that expired there is
+            # renewed by writing the context again (with an exec plugin that renews itself).
+            gke = (self.target.context or "").startswith("gke_")
+            hint = "; run `otactl gke credentials` again" if gke else ""
             return ClusterUnauthorized(
                 f"the Kubernetes API at {self.target.server} rejected otactl's credentials "
-                f"(expired or invalid) on {what}: {message}"
+                f"(expired or invalid) on {what}: {message}{hint}"
             )
         if status == 403:
             return ClusterForbidden(f"RBAC refused {what}: {message}")
