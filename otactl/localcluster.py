@@ -758,7 +758,6 @@ def up(opts: ClusterOptions, progress: Progress = _quiet) -> ClusterInfo:
         progress("cleaning up a stopped cluster's state")
         down(state_dir, progress=progress)
 
-    bin_dir = find_bin_dir(opts.bin_dir)
     contrib = contrib_dir()
     # How pods start: checked by the stand-in against their image's contract, or at once.
     start = "kwok-pod-start-standin.yaml" if opts.standin else "kwok-pod-start.yaml"
@@ -771,6 +770,7 @@ def up(opts: ClusterOptions, progress: Progress = _quiet) -> ClusterInfo:
         if not standin_script.is_file():
             raise LocalClusterError(f"{standin_script} is missing")
         _check_standin_imports()
+    bin_dir = find_bin_dir(opts.bin_dir)
 
     # Bind the host ports first: a busy port fails before anything is created.
     api_sock = _bind_host_port(opts.api_port, "API server", "--api-port")

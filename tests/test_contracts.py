@@ -87,7 +87,7 @@ def _evaluate_all(docs: Docs) -> dict[str, contracts.PodVerdict]:
             if c.starts and c.migrates:
                 world.migrated.add(("ota", c.migrates))
             if c.starts and c.generates_keys:
-                world.key_daemons.add("ota")
+                world.key_daemons.setdefault("ota", set()).add(name)
         verdicts[name] = verdict
     return verdicts
 
@@ -338,7 +338,7 @@ def test_keys_stay_locked_until_a_key_generation_daemon_ran(docs: Docs):
     locked = contracts.after_reply(CONTRACTS, empty, keyserver, "/api/v1/root/abc", 200)
     assert locked is not None and locked.status == 423
     assert "KeyGenerationDaemon" in locked.body["description"]
-    ran = contracts.World(key_daemons={"ota"})
+    ran = contracts.World(key_daemons={"ota": {"tuf-keyserver-daemon-0"}})
     assert contracts.after_reply(CONTRACTS, ran, keyserver, "/api/v1/root/abc", 200) is None
 
 

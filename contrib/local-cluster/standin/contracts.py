@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import datetime as dt
 import heapq
 import logging
@@ -164,11 +163,16 @@ def load(path: Path = DATA) -> Contracts:
 
 @dataclass
 class World:
-    """What the images' start-up depends on beyond their pod: the database schemas a
-    migrator has migrated, and the namespaces where a key-generation daemon runs."""
+    """What the images depend on beyond their pod: the database schemas a migrator has
+    migrated (they stay migrated), and the key-generation daemons running now."""
 
     migrated: set[tuple[str, str]] = field(default_factory=set)  # (namespace, schema)
-    key_daemons: set[str] = field(default_factory=set)  # namespaces
+    key_daemons: dict[str, set[str]] = field(default_factory=dict)  # namespace -> pods
+
+    def keys_generated_in(self, namespace: str) -> bool:
+        with self.lock:
+            return bool(self.key_daemons.get(namespace))
+
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -697,9 +701,8 @@ def after_reply(
     if not any(c.contract and c.contract.name in ("tuf-keyserver", "tuf-reposerver")
                for c in pod.containers):  # fmt: skip
         return None
-    with world.lock:
-        if pod.namespace in world.key_daemons:
-            return None
+    if world.keys_generated_in(pod.namespace):
+        return None
     rule = next(r for r in contracts.rules if r.id == "key-generation")
     viol = _violation(contracts, rule, repo=path)
     return Answer(423, {"code": "key_generation_pending", "description": viol.message})
@@ -766,6 +769,8 @@ class Kubelet:
             if event == "DELETED" or meta.get("deletionTimestamp"):
                 if t and t.uid == meta.get("uid"):
                     del self.tracked[key]
+                with self.world.lock:
+                    self.world.key_daemons.get(key[0], set()).discard(key[1])
                 return
             if t is None or t.uid != meta.get("uid"):
                 if not pod["spec"].get("nodeName"):
@@ -787,7 +792,7 @@ class Kubelet:
             and any(m.schema in ("check", "migrate-and-check") for m in c.mains.values())
             for ct in pod["spec"].get("containers") or []
         )
-        return float(self.knobs().get("schema_check_delay_seconds", 1.5)) if checks else 0.0
+        return float(self.knobs().get("schema_check_delay_seconds", 2.0)) if checks else 0.0
 
     def _schedule(self, key: tuple[str, str], delay: float) -> None:
         self.seq += 1
@@ -863,7 +868,10 @@ class Kubelet:
             if warnings:
                 mark[WARNINGS] = warnings
                 log.warning("pod %s/%s: %s", t.namespace, t.name, warnings)
-            self.v1.patch_namespaced_pod(t.name, t.namespace, {"metadata": {"annotations": mark}})
+            # PUT, not PATCH: the client's default patch type differs between its versions;
+            # a conflict (409) is retried by run().
+            pod["metadata"].setdefault("annotations", {}).update(mark)
+            self.v1.replace_namespaced_pod(t.name, t.namespace, pod)
             return  # kwok's stages start it; a crash is played once it has an IP
         if marked == "ok" and not t.running and not t.restarts:
             return  # kwok's pod-ready stage made it Running and Ready
@@ -877,7 +885,7 @@ class Kubelet:
                 if c.migrates:
                     self.world.migrated.add((verdict.namespace, c.migrates))
                 if c.generates_keys:
-                    self.world.key_daemons.add(verdict.namespace)
+                    self.world.key_daemons.setdefault(verdict.namespace, set()).add(verdict.name)
 
     def _config_error(self, pod: dict[str, Any], error: str) -> None:
         statuses = [
@@ -892,10 +900,9 @@ class Kubelet:
             }
             for c in pod["spec"]["containers"]
         ]
-        self.v1.patch_namespaced_pod_status(
-            pod["metadata"]["name"],
-            pod["metadata"]["namespace"],
-            {"status": {"containerStatuses": statuses}},
+        pod.setdefault("status", {})["containerStatuses"] = statuses
+        self.v1.replace_namespaced_pod_status(
+            pod["metadata"]["name"], pod["metadata"]["namespace"], pod
         )
 
     def _restart(self, t: _Tracked, pod: dict[str, Any], verdict: PodVerdict) -> None:
@@ -954,14 +961,14 @@ class Kubelet:
                 )
             statuses.append(status)
         ready = "True" if all_ready else "False"
+        st = pod.setdefault("status", {})
         conditions = [
-            {"type": "Ready", "status": ready, "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+            c for c in st.get("conditions") or [] if c["type"] not in ("Ready", "ContainersReady")
         ]
-        body = {
-            "status": {"phase": "Running", "containerStatuses": statuses, "conditions": conditions}
-        }
-        self.v1.patch_namespaced_pod_status(t.name, t.namespace, copy.deepcopy(body))
+        for kind in ("Ready", "ContainersReady"):
+            conditions.append({"type": kind, "status": ready, "lastTransitionTime": now})
+        st.update(phase="Running", containerStatuses=statuses, conditions=conditions)
+        self.v1.replace_namespaced_pod_status(t.name, t.namespace, pod)
         with self.lock:
             t.running = all_ready
             if all_ready:
@@ -972,5 +979,4 @@ class Kubelet:
             if any(c.violations and c.violations[0].probe_only != "readiness"
                    for c in verdict.containers):  # fmt: skip
                 self._schedule((t.namespace, t.name), t.backoff)
-            else:
-                self._schedule((t.namespace, t.name), max(first, 2.0))
+            # else: it runs, never ready, and nothing restarts it

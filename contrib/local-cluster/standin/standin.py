@@ -69,7 +69,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     # Image contracts (contracts.py): the kubelet's first crash back-off (doubled per
     # restart), and how long after its pod appears an image checks its database schema.
     "crash_backoff_seconds": 10.0,
-    "schema_check_delay_seconds": 1.5,
+    "schema_check_delay_seconds": 2.0,
 }
 
 
