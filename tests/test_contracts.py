@@ -84,8 +84,8 @@ def _evaluate_all(docs: Docs) -> dict[str, contracts.PodVerdict]:
     for name in sorted(pods, key=lambda n: not n.endswith(("daemon", "reposerver", "treehub"))):
         verdict = contracts.evaluate(CONTRACTS, pods[name], objects, world)
         for c in verdict.containers:
-            if c.starts and c.migrates:
-                world.migrated.add(("ota", c.migrates))
+            if c.migrated():
+                world.migrated.add(("ota", c.migrated()))
             if c.starts and c.generates_keys:
                 world.key_daemons.setdefault("ota", set()).add(name)
         verdicts[name] = verdict

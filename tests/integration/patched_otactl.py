@@ -46,6 +46,7 @@ def _patched_render(original: Any, edits: list[dict[str, Any]]) -> Any:
             docs = [d for d in yaml.safe_load_all(text) if d]
             for edit in edits:
                 docs = _apply(docs, edit)
+            render._roll_on_config_change(docs)  # as a changed ConfigMap would, rendered
             sets[name] = yaml.safe_dump_all(docs, sort_keys=False)
         return render.Rendered(sets)
 

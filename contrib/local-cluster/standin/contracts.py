@@ -87,6 +87,7 @@ class Rule:
     check: dict[str, Any]
     error: str
     cite: str
+    after_migrations: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,15 @@ def load(path: Path = DATA) -> Contracts:
             raise ValueError(f"rule {r['id']}: unknown image or effect: {unknown or r['effect']}")
         cites.append(r["cite"])
         rules.append(
-            Rule(r["id"], r["effect"], tuple(r["images"]), dict(r["check"]), r["error"], r["cite"])
+            Rule(
+                r["id"],
+                r["effect"],
+                tuple(r["images"]),
+                dict(r["check"]),
+                r["error"],
+                r["cite"],
+                bool(r.get("after_migrations")),
+            )
         )
     for c in cites:
         if c.partition(":")[0] not in sources:
@@ -200,6 +209,13 @@ class ContainerVerdict:
     @property
     def starts(self) -> bool:
         return self.config_error is None and not self.violations
+
+    def migrated(self) -> str | None:
+        """The schema this container migrated when it ran: its migrations come before any
+        check it fails that is marked after_migrations."""
+        if self.config_error is not None or not self.migrates:
+            return None
+        return self.migrates if all(v.rule.after_migrations for v in self.violations) else None
 
 
 @dataclass
@@ -787,12 +803,17 @@ class Kubelet:
                 self._schedule(key, 0.0)  # kwok started it: now play the crash
 
     def _first_delay(self, pod: dict[str, Any]) -> float:
-        checks = any(
-            (c := self.contracts.images.get(ct.get("image", ""))) is not None
-            and any(m.schema in ("check", "migrate-and-check") for m in c.mains.values())
-            for ct in pod["spec"].get("containers") or []
-        )
-        return float(self.knobs().get("schema_check_delay_seconds", 2.0)) if checks else 0.0
+        """An API server checks its schema a little after its pod appears; its migrator,
+        started at the same time, is seen meanwhile."""
+        for container in pod["spec"].get("containers") or []:
+            contract = self.contracts.images.get(container.get("image", ""))
+            if contract is None:
+                continue
+            main, _ = _jvm_options(container, {})
+            m = contract.mains.get(main or contract.default_main() or "")
+            if m is not None and m.schema == "check":
+                return float(self.knobs().get("schema_check_delay_seconds", 2.0))
+        return 0.0
 
     def _schedule(self, key: tuple[str, str], delay: float) -> None:
         self.seq += 1
@@ -860,8 +881,7 @@ class Kubelet:
             with self.lock:
                 self._schedule((t.namespace, t.name), 2.0)
             return
-        if verdict.ok:
-            self._record_effects(verdict)
+        self._record_effects(verdict)
         if marked is None:
             warnings = "; ".join(w.message for c in verdict.containers for w in c.warnings)
             mark = {VERDICT: "ok" if verdict.ok else "crash"}
@@ -882,9 +902,10 @@ class Kubelet:
     def _record_effects(self, verdict: PodVerdict) -> None:
         with self.world.lock:
             for c in verdict.containers:
-                if c.migrates:
-                    self.world.migrated.add((verdict.namespace, c.migrates))
-                if c.generates_keys:
+                schema = c.migrated()
+                if schema:
+                    self.world.migrated.add((verdict.namespace, schema))
+                if c.generates_keys and c.starts:
                     self.world.key_daemons.setdefault(verdict.namespace, set()).add(verdict.name)
 
     def _config_error(self, pod: dict[str, Any], error: str) -> None:
