@@ -61,7 +61,9 @@ class ScalaService(Component):
     java_heap: str = Field(pattern=r"^[0-9]+[mg]$", description="JVM -Xmx")
 
 
-class Treehub(ScalaService):
+class StoredScalaService(ScalaService):
+    """A service that keeps files on a PersistentVolumeClaim (treehub objects, targets)."""
+
     storage: str = Field(pattern=QUANTITY)
 
 
@@ -70,13 +72,14 @@ class Services(Strict):
     campaigner: ScalaService
     campaigner_daemon: ScalaService
     device_registry: ScalaService
+    device_registry_daemon: ScalaService
     director: ScalaService
     director_daemon: ScalaService
     tuf_keyserver: ScalaService
     tuf_keyserver_daemon: ScalaService
-    tuf_reposerver: ScalaService
+    tuf_reposerver: StoredScalaService
     web_events: ScalaService
-    treehub: Treehub
+    treehub: StoredScalaService
 
 
 class Gateway(Component):

@@ -401,7 +401,7 @@ def _plan(
     tls = gateway_tls_secret(values, made.files)
     _roll_on_tls_change(services, tls)
     changed = applier.apply([tls, *keyserver])
-    done(f"{len(changed)} changed")
+    done("; ".join([f"{len(changed)} changed", *secrets.notes]))
 
     done = phase("infra", "zookeeper, kafka, mysql")
     base = [o for o in infra if _component(o) != "bootstrap"]

@@ -27,6 +27,7 @@ CHECKS: dict[str, str] = {
     "campaigner": "/health",
     "campaigner-daemon": "/health",
     "device-registry": "/health",
+    "device-registry-daemon": "/health",
     "director": "/health",
     "director-daemon": "/health",
     "tuf-keyserver": "/health",

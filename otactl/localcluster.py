@@ -82,7 +82,22 @@ def contrib_dir() -> Path:
     env = os.environ.get("OTACTL_LOCAL_CLUSTER_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "contrib" / "local-cluster"
+    from otactl.config import project_root
+
+    # An installed wheel carries it inside the package; a checkout has it at the top.
+    return project_root() / "contrib" / "local-cluster"
+
+
+def _check_standin_imports() -> None:
+    """Refuse before anything starts when the stand-in's Python packages are missing (it
+    names them itself: `standin.py --check`)."""
+    script = contrib_dir() / "standin" / "standin.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=60
+    )
+    if res.returncode != 0:
+        lines = (res.stderr or res.stdout).strip().splitlines() or ["stand-in check failed"]
+        raise LocalClusterError(lines[-1].removeprefix("error: "))
 
 
 def pinned_release() -> str | None:
@@ -743,14 +758,19 @@ def up(opts: ClusterOptions, progress: Progress = _quiet) -> ClusterInfo:
         progress("cleaning up a stopped cluster's state")
         down(state_dir, progress=progress)
 
-    bin_dir = find_bin_dir(opts.bin_dir)
     contrib = contrib_dir()
-    stages = contrib / "kwok-stages.yaml"
+    # How pods start: checked by the stand-in against their image's contract, or at once.
+    start = "kwok-pod-start-standin.yaml" if opts.standin else "kwok-pod-start.yaml"
+    stages = [contrib / "kwok-stages.yaml", contrib / start]
     standin_script = contrib / "standin" / "standin.py"
-    if not stages.is_file():
-        raise LocalClusterError(f"{stages} is missing")
-    if opts.standin and not standin_script.is_file():
-        raise LocalClusterError(f"{standin_script} is missing")
+    for path in stages:
+        if not path.is_file():
+            raise LocalClusterError(f"{path} is missing")
+    if opts.standin:
+        if not standin_script.is_file():
+            raise LocalClusterError(f"{standin_script} is missing")
+        _check_standin_imports()
+    bin_dir = find_bin_dir(opts.bin_dir)
 
     # Bind the host ports first: a busy port fails before anything is created.
     api_sock = _bind_host_port(opts.api_port, "API server", "--api-port")
@@ -771,7 +791,7 @@ def _up(
     opts: ClusterOptions,
     state_dir: Path,
     bin_dir: Path,
-    stages: Path,
+    stages: list[Path],
     standin_script: Path,
     api_sock: socket.socket,
     ctl_sock: socket.socket | None,
@@ -842,7 +862,7 @@ def _start_all(
     launcher: _Launcher,
     pki: _Pki,
     bin_dir: Path,
-    stages: Path,
+    stages: list[Path],
     standin_script: Path,
     api_sock: socket.socket,
     ctl_sock: socket.socket | None,
@@ -978,7 +998,7 @@ def _start_all(
         [
             str(bin_dir / "kwok"),
             f"--kubeconfig={internal_kc}",
-            f"--config={stages}",
+            *(f"--config={path}" for path in stages),
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={next(ipaddress.ip_network(POD_CIDR).hosts())}/16",

@@ -93,16 +93,30 @@ def pod_problems(pod: dict[str, Any]) -> list[str]:
             problems.append(
                 f"pod {name} container {cs['name']} is crash-looping "
                 f"(restarts {cs.get('restartCount', 0)}, last exit code {code})"
+                + _termination_message(last)
             )
         elif reason in {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}:
             problems.append(
                 f"pod {name} container {cs['name']}: {reason}: {waiting.get('message')}"
             )
         elif not cs.get("ready") and (cs.get("state") or {}).get("running"):
-            problems.append(f"pod {name} container {cs['name']} is running but not ready")
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            problems.append(
+                f"pod {name} container {cs['name']} is running but not ready"
+                + _termination_message(last)
+            )
     if not problems and status.get("phase") == "Pending" and scheduled is None:
         problems.append(f"pod {name} is pending (not scheduled yet)")
     return problems
+
+
+def _termination_message(terminated: dict[str, Any], limit: int = 600) -> str:
+    """What the container left in its termination message (its own, or the kubelet's copy
+    of its last log lines with terminationMessagePolicy FallbackToLogsOnError)."""
+    text = " ".join(str(terminated.get("message") or "").split())
+    if not text:
+        return ""
+    return ": " + (text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def crash_looping(pod: dict[str, Any]) -> list[str]:

@@ -23,12 +23,13 @@ from otactl.secretstore import DATABASES, Secrets
 PART_OF = "ota-ce"
 MANAGED_BY = "otactl"
 
-# The Scala services: name in the cluster → (values field, database, extra settings key).
+# The Scala services: name in the cluster → database (None: keeps no state in MariaDB).
 SCALA_SERVICES: dict[str, str | None] = {
     "app": None,
     "campaigner": "campaigner",
     "campaigner-daemon": "campaigner",
     "device-registry": "device_registry",
+    "device-registry-daemon": "device_registry",
     "director": "director",
     "director-daemon": "director",
     "tuf-keyserver": "tuf_keyserver",
@@ -37,15 +38,17 @@ SCALA_SERVICES: dict[str, str | None] = {
     "web-events": None,
     "treehub": "treehub",
 }
-# Where a service has a daemon, the daemon owns the schema migrations.
-MIGRATES = {
-    "campaigner-daemon",
-    "device-registry",
-    "director-daemon",
-    "tuf-keyserver-daemon",
-    "tuf-reposerver",
-    "treehub",
+# The daemons: the same image as their API, started with another main class. Only they
+# migrate their service's schema (libats BootMigrations); the API servers refuse to start
+# on an outdated one (CheckMigrations). tuf-reposerver and treehub migrate their own.
+# Upstream: ota-community-edition templates/services/*-daemon.tmpl.yaml (templates/README.md).
+MAIN_CLASSES = {
+    "campaigner-daemon": "com.advancedtelematic.campaigner.DaemonBoot",
+    "device-registry-daemon": "com.advancedtelematic.ota.deviceregistry.DaemonBoot",
+    "director-daemon": "com.advancedtelematic.director.daemon.DaemonBoot",
+    "tuf-keyserver-daemon": "com.advancedtelematic.tuf.keyserver.daemon.KeyGenerationDaemon",
 }
+MIGRATES = {*MAIN_CLASSES, "tuf-reposerver", "treehub"}
 PUBLIC_HOSTS = ("app", "tuf-reposerver", "treehub", "web-events")
 
 
@@ -177,6 +180,33 @@ def _documents(text: str, source: str) -> list[dict[str, Any]]:
     return docs
 
 
+CONFIG_HASH = "otactl.io/config-hash"
+
+
+def _roll_on_config_change(docs: list[dict[str, Any]]) -> None:
+    """A container reads its envFrom ConfigMaps and Secrets only when it starts: give each
+    pod template a hash of the ones it reads, so that a changed value rolls its pods."""
+    data = {
+        (d["kind"], d["metadata"]["name"]): d.get("data") or {}
+        for d in docs
+        if d["kind"] in ("ConfigMap", "Secret")
+    }
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        template = doc["spec"]["template"]
+        sources = []
+        for container in template["spec"]["containers"]:
+            for ref in container.get("envFrom") or []:
+                for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    name = (ref.get(key) or {}).get("name")
+                    if (kind, name) in data:
+                        sources.append([kind, name, data[(kind, name)]])
+        if sources:
+            digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
+            template["metadata"].setdefault("annotations", {})[CONFIG_HASH] = digest[:16]
+
+
 def _dump(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=4096)
 
@@ -189,6 +219,7 @@ def render(values: Values, secrets: Secrets) -> Rendered:
             "c": getattr(values.services, name.replace("-", "_")),
             "db": db,
             "migrates": name in MIGRATES,
+            "main": MAIN_CLASSES.get(name),
         }
         for name, db in SCALA_SERVICES.items()
     ]
@@ -206,6 +237,7 @@ def render(values: Values, secrets: Secrets) -> Rendered:
     sets = {}
     for name in names:
         docs = _documents(_template(f"{name}.yaml.j2", **context), f"{name}.yaml.j2")
+        _roll_on_config_change(docs)
         sets[name] = _dump(docs)
     return Rendered(sets)
 

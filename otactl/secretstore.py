@@ -3,6 +3,7 @@ use, kept 0600 in `generated/<server name>/secrets.yaml` and reused so renders a
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +35,13 @@ class Secrets:
     keyserver_db_encryption_salt: str
     keyserver_db_encryption_password: str
     reverse_proxy_password: str
+    # What loading changed in a kept file, to tell the user once (never a secret's value).
+    notes: tuple[str, ...] = ()
+
+
+# libats' SlickCrypto refuses a password under 64 characters and a salt that is not base64
+# of 8 bytes or more (libats SlickEncryptedColumn.scala); tuf-keyserver exits at start then.
+MIN_ENCRYPTION_PASSWORD = 64
 
 
 def _token(nbytes: int = 24) -> str:
@@ -46,9 +54,9 @@ def _fresh() -> dict[str, object]:
         "db_passwords": {db: _token() for db in DATABASES},
         "play_crypto_secret": _token(48),
         "jwt_secret": _token(48),
-        # tuf-keyserver encrypts its keys with these (hex salt, as the old script made them)
-        "keyserver_db_encryption_salt": secrets.token_hex(16),
-        "keyserver_db_encryption_password": _token(32),
+        # tuf-keyserver encrypts its keys with these (see MIN_ENCRYPTION_PASSWORD)
+        "keyserver_db_encryption_salt": base64.b64encode(secrets.token_bytes(16)).decode(),
+        "keyserver_db_encryption_password": _token(64),
         "reverse_proxy_password": _token(18),
     }
 
@@ -67,10 +75,19 @@ def load_or_create(server_dir: Path) -> Secrets:
     fresh = _fresh()
     merged = {**fresh, **kept}
     merged["db_passwords"] = {**fresh["db_passwords"], **(kept.get("db_passwords") or {})}  # type: ignore[dict-item]
+    notes = []
+    if len(str(merged["keyserver_db_encryption_password"])) < MIN_ENCRYPTION_PASSWORD:
+        # Safe to replace: no tuf-keyserver could start with it, so nothing was encrypted.
+        merged["keyserver_db_encryption_password"] = fresh["keyserver_db_encryption_password"]
+        notes.append(
+            f"{path}: replaced the keyserver encryption password, which was shorter than "
+            f"{MIN_ENCRYPTION_PASSWORD} characters (tuf-keyserver refuses to start with it)"
+        )
     if merged != kept:
         write_private(path, yaml.safe_dump(merged, sort_keys=True))
-    names = {f.name for f in fields(Secrets)}
-    return Secrets(**{k: v for k, v in merged.items() if k in names})  # type: ignore[arg-type]
+    names = {f.name for f in fields(Secrets)} - {"notes"}
+    kept_values = {k: v for k, v in merged.items() if k in names}
+    return Secrets(**kept_values, notes=tuple(notes))  # type: ignore[arg-type]
 
 
 def masked_secrets(server_dir: Path) -> dict[str, str]:

@@ -94,7 +94,8 @@ def start_gateway(
             tls_dir=tls,
             runtime_dir=run,
             upstreams={
-                n: target for n in ("director", "tuf-reposerver", "treehub", "device-registry")
+                n: target
+                for n in ("campaigner", "director", "tuf-reposerver", "treehub", "device-registry")
             },
             listen_port=port,
             plain_ports=(free_port(),),
@@ -206,6 +207,8 @@ def test_device_certificate_accepted_and_uuid_forwarded(fleet: Fleet, upstream: 
         "/core/system_info": f"/api/v1/mydevice/{uuid}/system_info",
         "/system_info/network": f"/api/v1/devices/{uuid}/system_info/network",
         "/events": f"/api/v1/devices/{uuid}/events",
+        # aktualizr's campaign check (campaigner DeviceResource)
+        "/campaigner/campaigns": f"/api/v2/device/{uuid}/campaigns",
     }
     for path, expected in routes.items():
         status, body = get(fleet.gateway, ctx, path)

@@ -68,7 +68,7 @@ def test_unknown_service_lists_known_ones() -> None:
         health.resolve(["director", "directr"])
     assert "unknown service directr" in str(e.value)
     assert "tuf-keyserver-daemon" in str(e.value) and "web-events" in str(e.value)
-    assert health.resolve(None) == sorted(health.CHECKS) and len(health.CHECKS) == 11
+    assert health.resolve(None) == sorted(health.CHECKS) and len(health.CHECKS) == 12
     assert health.resolve(["director", "director"]) == ["director"]
 
 

@@ -71,3 +71,23 @@ def test_standin_knobs_merge_and_reject_unknown() -> None:
         standin._merge_knobs(standin.DEFAULT_KNOBS, {"warmup": 1})
     with pytest.raises(ValueError):
         standin._merge_knobs(standin.DEFAULT_KNOBS, {"bursts": {"app": {"count": -1}}})
+
+
+def test_up_refuses_in_one_line_when_a_standin_package_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As after a `pip install` that did not bring the stand-in's packages: nothing starts."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    # Python runs sitecustomize at start: `tuf` is then not importable (find_spec: None).
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['tuf'] = None\n")
+    monkeypatch.setenv("PYTHONPATH", str(hide))
+    state_dir = tmp_path / "generated" / "local"
+    opts = localcluster.ClusterOptions(state_dir, api_port=0, control_port=0)
+    with pytest.raises(LocalClusterError) as e:
+        localcluster.up(opts)
+    assert str(e.value) == (
+        "the local cluster's OTA services stand-in needs the Python packages tuf "
+        "(reinstall otactl: pip install .)"
+    )
+    assert not (state_dir / "state.json").exists()

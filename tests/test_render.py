@@ -18,12 +18,14 @@ from tests.conftest import run_otactl
 KUBERNETES_VERSION = "1.36.0"
 
 DEPLOYMENTS = {
-    "app", "campaigner", "campaigner-daemon", "device-registry", "director", "director-daemon",
+    "app", "campaigner", "campaigner-daemon", "device-registry", "device-registry-daemon",
+    "director", "director-daemon",
     "gateway-deployment", "reverse-proxy", "tuf-keyserver", "tuf-keyserver-daemon",
     "tuf-reposerver", "web-events",
 }  # fmt: skip
 SCALA = {
-    "app", "campaigner", "campaigner-daemon", "device-registry", "director", "director-daemon",
+    "app", "campaigner", "campaigner-daemon", "device-registry", "device-registry-daemon",
+    "director", "director-daemon",
     "tuf-keyserver", "tuf-keyserver-daemon", "tuf-reposerver", "web-events", "treehub",
 }  # fmt: skip
 

@@ -30,7 +30,10 @@ def register(app: typer.Typer) -> None:
 
         st = state(ctx, config, set_, profile)
         values = st.values()
-        rendered = render.render(values, secretstore.load_or_create(st.server_dir()))
+        secrets = secretstore.load_or_create(st.server_dir())
+        for note in secrets.notes:
+            info(note)
+        rendered = render.render(values, secrets)
         if stdout:
             echo(
                 "".join(

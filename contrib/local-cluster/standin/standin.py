@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import contracts  # beside this file: the image contracts (contracts.yaml)
+
 log = logging.getLogger("standin")
 
 SCALA_SERVICES = frozenset(
@@ -41,6 +43,7 @@ SCALA_SERVICES = frozenset(
         "campaigner",
         "campaigner-daemon",
         "device-registry",
+        "device-registry-daemon",
         "director",
         "director-daemon",
         "tuf-keyserver",
@@ -63,6 +66,10 @@ DEFAULT_KNOBS: dict[str, Any] = {
     # {"<app>": {"count": N, "status": 503, "path_prefix": ""}}: the next N requests to that
     # service whose path starts with path_prefix answer `status`; count is consumed.
     "bursts": {},
+    # Image contracts (contracts.py): the kubelet's first crash back-off (doubled per
+    # restart), and how long after its pod appears an image checks its database schema.
+    "crash_backoff_seconds": 10.0,
+    "schema_check_delay_seconds": 2.0,
 }
 
 
@@ -190,10 +197,12 @@ class PodIndex:
     def __init__(self, kubeconfig: str) -> None:
         from kubernetes import client, config
 
-        api_client = config.new_client_from_config(config_file=kubeconfig)
-        self.v1 = client.CoreV1Api(api_client)
+        self.api_client = config.new_client_from_config(config_file=kubeconfig)
+        self.v1 = client.CoreV1Api(self.api_client)
         self.lock = threading.Lock()
         self.by_ip: dict[str, PodInfo] = {}
+        # Called with every pod event (the kubelet part of the image contracts).
+        self.on_pod: Any = lambda _event, _pod: None
 
     def _put(self, pod: Any) -> None:
         ip = pod.status.pod_ip if pod.status else None
@@ -224,6 +233,7 @@ class PodIndex:
                 pods = self.v1.list_pod_for_all_namespaces()
                 for p in pods.items:
                     self._put(p)
+                    self.on_pod("ADDED", p)
                 w = watch.Watch()
                 for ev in w.stream(
                     self.v1.list_pod_for_all_namespaces,
@@ -234,6 +244,7 @@ class PodIndex:
                         self._drop(ev["object"])
                     elif ev["type"] in ("ADDED", "MODIFIED"):
                         self._put(ev["object"])
+                    self.on_pod(ev["type"], ev["object"])
             except Exception as e:  # the API may restart or expire the watch; relist
                 log.warning("pod watch: %s; relisting", e)
                 time.sleep(1)
@@ -534,6 +545,9 @@ class _Handler(BaseHTTPRequestHandler):
             _send(self, self.server.route(self, body))
         except Reply as r:
             _send(self, r)
+        except contracts.Refused as e:  # nothing listens on that port of the pod
+            log.info("refused: %s", e)
+            self.close_connection = True
         except Exception as e:  # a bug here must show as a 500, not a dropped connection
             log.exception("handler failed")
             _send(self, _error(500, "stand_in_error", str(e)))
@@ -547,10 +561,17 @@ class PodServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], pods: PodIndex, services: Services) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        pods: PodIndex,
+        services: Services,
+        kubelet: contracts.Kubelet | None = None,
+    ) -> None:
         super().__init__(addr, _Handler)
         self.pods = pods
         self.services = services
+        self.kubelet = kubelet
 
     def route(self, h: BaseHTTPRequestHandler, body: bytes) -> Reply:
         local_ip = h.connection.getsockname()[0]
@@ -560,9 +581,22 @@ class PodServer(ThreadingHTTPServer):
         if pod.app not in SCALA_SERVICES:
             raise _error(404, "not_modelled", f"pod {pod.namespace}/{pod.name} app={pod.app}")
         url = urlsplit(h.path)
-        return self.services.handle(
+        # What the pod's image does with the settings it got (contracts.yaml), around the
+        # service's own routes.
+        verdict = self.kubelet.verdict(pod.namespace, pod.name) if self.kubelet else None
+        port = h.connection.getsockname()[1]
+        gate = contracts.http_gate(verdict, port, h.command, url.path, h.headers)
+        if gate is not None:
+            return Reply(gate.status, gate.body, gate.headers)
+        reply = self.services.handle(
             pod.app, pod, h.command, url.path, parse_qs(url.query), h.headers, body
         )
+        if self.kubelet is not None:
+            k = self.kubelet
+            after = contracts.after_reply(k.contracts, k.world, verdict, url.path, reply.status)
+            if after is not None:
+                return Reply(after.status, after.body, after.headers)
+        return reply
 
 
 class ControlServer(ThreadingHTTPServer):
@@ -619,13 +653,40 @@ def _addr(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# What the stand-in imports beyond the standard library ([project].dependencies of otactl).
+NEEDS = {
+    "kubernetes": "kubernetes",
+    "yaml": "pyyaml",
+    "cryptography": "cryptography",
+    "securesystemslib": "securesystemslib",
+    "tuf": "tuf",
+}
+
+
+def missing_packages() -> list[str]:
+    import importlib.util
+
+    return [pkg for mod, pkg in NEEDS.items() if importlib.util.find_spec(mod) is None]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kubeconfig", required=True)
+    p.add_argument("--check", action="store_true", help="only check the Python packages")
+    p.add_argument("--kubeconfig")
     p.add_argument("--listen", default="0.0.0.0:9001")
     p.add_argument("--control", default="127.0.0.1:9100")
     p.add_argument("--config", help="JSON file with initial knobs")
     args = p.parse_args(argv)
+    missing = missing_packages()
+    if missing:
+        sys.exit(
+            f"error: the local cluster's OTA services stand-in needs the Python packages "
+            f"{', '.join(missing)} (reinstall otactl: pip install .)"
+        )
+    if args.check:
+        return
+    if not args.kubeconfig:
+        p.error("--kubeconfig is required")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
     )
@@ -635,8 +696,11 @@ def main(argv: list[str] | None = None) -> None:
             knobs = _merge_knobs(knobs, json.load(f))
     store = Store(knobs)
     pods = PodIndex(args.kubeconfig)
+    kubelet = contracts.Kubelet(pods.v1, pods.api_client, contracts.load(), lambda: store.knobs)
+    pods.on_pod = kubelet.on_pod
+    threading.Thread(target=kubelet.run, name="kubelet", daemon=True).start()
     threading.Thread(target=pods.run, name="pod-watch", daemon=True).start()
-    pod_server = PodServer(_addr(args.listen), pods, Services(store, pods))
+    pod_server = PodServer(_addr(args.listen), pods, Services(store, pods), kubelet)
     control = ControlServer(_addr(args.control), store, pods)
     threading.Thread(target=pod_server.serve_forever, name="pods", daemon=True).start()
     log.info("serving pods on %s, control on %s, knobs %s", args.listen, args.control, knobs)
