@@ -428,19 +428,21 @@ class BundleInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, created: bool) -> BundleInfo:
-        fields = {
-            k: data[k]
-            for k in (
-                "name",
-                "uuid",
-                "serial",
-                "fingerprint",
-                "not_before",
-                "not_after",
-                "hardware_id",
-            )
-        }
+        fields = {k: data[k] for k in INFO_KEYS if k != "path"}
         return cls(**fields, path=Path(data["path"]), created=created)
+
+
+# What every info.json holds (and the manifest needs to describe a bundle).
+INFO_KEYS = (
+    "name",
+    "uuid",
+    "serial",
+    "fingerprint",
+    "not_before",
+    "not_after",
+    "hardware_id",
+    "path",
+)
 
 
 Hook = Callable[[BundleInfo], None]
@@ -728,21 +730,28 @@ class Manifest:
                 end = data.rfind(b"\n") + 1
                 if end != len(data):
                     f.truncate(end)
-            for line in data[:end].splitlines():
-                rec = json.loads(line)
-                self._add(rec["name"], rec["uuid"])
+            for n, line in enumerate(data[:end].splitlines(), 1):
+                try:
+                    rec = json.loads(line)
+                    self._add(rec["name"], rec["uuid"])
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ConfigError(
+                        f"{self.path}:{n}: not a manifest line ({e}); fix or remove that line"
+                    ) from None
         missed = []
         with os.scandir(self.devices) as it:
             for entry in it:
                 if UUID_RE.fullmatch(entry.name) and entry.name not in self.names_by_uuid:
                     info = Path(entry.path) / "info.json"
                     if info.is_file():
-                        missed.append(json.loads(info.read_bytes()))
+                        missed.append(_read_info(info))
         if missed:
             self.append(missed)
         return self
 
     def _add(self, name: str, dev_uuid: str) -> None:
+        if not isinstance(name, str) or not isinstance(dev_uuid, str):
+            raise TypeError("name and uuid must be strings")
         self.by_name[name] = dev_uuid
         self.names_by_uuid[dev_uuid] = name
 
@@ -765,11 +774,7 @@ class Manifest:
 
     def info(self, dev_uuid: str) -> BundleInfo:
         """The bundle's own `info.json` (the manifest keeps only name → uuid in memory)."""
-        path = self.devices / dev_uuid / "info.json"
-        try:
-            data = json.loads(path.read_bytes())
-        except OSError as e:
-            raise PkiError(f"{path}: cannot read: {e.strerror}") from e
+        data = _read_info(self.devices / dev_uuid / "info.json")
         # The folder is where it is now, whatever the working directory was at creation.
         return BundleInfo.from_json(data | {"path": str(self.devices / dev_uuid)}, created=False)
 
@@ -781,6 +786,19 @@ class Manifest:
         if ident in self.by_name:
             return self.info(self.by_name[ident])
         raise ConfigError(f"no device named or numbered {ident!r} in {self.path}")
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    """A bundle's info.json; unreadable or not JSON is one line naming it."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as e:
+        raise PkiError(f"{path}: cannot read: {e.strerror}") from e
+    except ValueError as e:
+        raise ConfigError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, dict) or not all(k in data for k in INFO_KEYS):
+        raise ConfigError(f"{path}: not a bundle's info.json")
+    return data
 
 
 @contextlib.contextmanager
@@ -858,7 +876,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except csv.Error as e:
-                raise ConfigError(f"{path}:{reader.line_num + 1}: not CSV: {e}") from None
+                raise ConfigError(f"{path}:{max(reader.line_num, 1)}: not CSV: {e}") from None
             except OSError as e:
                 raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
             cells = [c.strip() for c in row]
