@@ -869,7 +869,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
     with f:
-        reader = csv.reader(_utf8_lines(path, f))
+        # strict: a stray or unterminated quote is refused, not folded into a name.
+        reader = csv.reader(_utf8_lines(path, f), strict=True)
         while True:
             try:
                 row = next(reader)

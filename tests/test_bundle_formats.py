@@ -328,6 +328,8 @@ def test_csv_not_utf8_is_one_line(tmp_path: Path, gen: dict[str, str]) -> None:
         (b"a1\nz\x00z\n", ":2: device name 'z\\x00z'"),
         (b"a1\n" + b'"' + b"x" * 200_000 + b'"\n', ":2: not CSV: field larger than field limit"),
         (b"a1\n\xff\xfe\n", "not UTF-8 text: byte 0xff at offset 3 (line 2)"),
+        (b'name\n"unterminated\n', ":2: not CSV: unexpected end of data"),
+        (b'a1\n"a"b\n', ":2: not CSV: ',' expected after '\"'"),
     ],
 )
 def test_csv_bad_input(tmp_path: Path, gen: dict[str, str], data: bytes, message: str) -> None:
@@ -355,3 +357,10 @@ def test_bad_workers(tmp_path: Path, gen: dict[str, str]) -> None:
         cwd=tmp_path, env=gen,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    # Not a process per requested worker: a typo must not fork the machine to death.
+    proc = run_otactl(
+        "new-device", "--no-register", "--count", "2", "--prefix", "w", "--workers", "100000",
+        cwd=tmp_path, env=gen,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "gen" / SERVER / "devices" / bundle.MANIFEST).exists()

@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         workers: Annotated[
             int | None,
-            typer.Option("--workers", min=1, help="Processes (default: every core)."),
+            typer.Option("--workers", min=1, max=256, help="Processes (default: every core)."),
         ] = None,
         # Registration and --push (otactl/cli/service_cmd.py holds the glue).
         register_: Annotated[
