@@ -16,6 +16,7 @@ makes thousands of bundles per second possible.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import datetime as dt
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from otactl.config import Device, Gateway
-    from otactl.pki import Issuer, Revocation
+    from otactl.pki import Issuer, KeyType, Revocation
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
@@ -91,10 +92,106 @@ def gateway_url(server_name: str, port: int) -> str:
     return f"https://{server_name}:{port}"
 
 
+# --- formats: which aktualizr reads which sota.toml --------------------------------------
+
+# What "master" means in the release ranges below: the uptane/aktualizr commit the formats
+# were checked against (its config loading and provisioning code).
+AKTUALIZR_MASTER = "e5118a748 (2025-10-07)"
+
+
+@dataclass(frozen=True)
+class Format:
+    """A sota.toml layout and the aktualizr releases that provision with it."""
+
+    name: str
+    first: str  # first aktualizr release (git tag) that provisions with it
+    last: str | None  # last one; None: up to current master
+    summary: str
+
+    @property
+    def releases(self) -> str:
+        return f"aktualizr {self.first} to {self.last or 'master'}"
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        Format(
+            "device-cred",
+            "2018.6",
+            None,
+            "sqlite storage, credentials imported from <storage>/import/",
+        ),
+        Format(
+            "legacy-2018",
+            "2018.1",
+            "2018.7",
+            "filesystem storage, credentials in the storage folder (the seed's /var/sota)",
+        ),
+    )
+}
+DEFAULT_FORMAT = "device-cred"
+# Old names still accepted (with a warning): `implicit` was the seed's name for legacy-2018.
+FORMAT_ALIASES = {"implicit": "legacy-2018"}
+
+
+def canonical_format(name: str) -> str:
+    """The format a name (or an old alias) stands for; unknown names are refused."""
+    name = FORMAT_ALIASES.get(name, name)
+    if name not in FORMATS:
+        raise ConfigError(f"device format {name!r}: expected {' or '.join(FORMATS)}")
+    return name
+
+
+def format_help() -> str:
+    """One line per format with the releases it is for (for `--help` and errors)."""
+    return "; ".join(f"{f.name}: {f.releases}" for f in FORMATS.values())
+
+
+def aktualizr_target(fmt: str, device: Device) -> dict[str, Any]:
+    """What info.json says about the aktualizr a bundle is for."""
+    f = FORMATS[canonical_format(fmt)]
+    return {
+        "format": f.name,
+        "releases": f.releases,
+        "first": f.first,
+        "last": f.last,
+        "built_with_ostree": device.package_manager == "ostree",
+    }
+
+
+def fit_warnings(fmt: str, device: Device) -> list[str]:
+    """One line for each way the chosen format and device options may not fit the device's
+    aktualizr (nothing here stops a run: otactl cannot see the device's build)."""
+    out = []
+    if fmt in FORMAT_ALIASES:
+        target = FORMATS[FORMAT_ALIASES[fmt]]
+        out.append(
+            f"device format {fmt!r} is the old name of {target.name!r} ({target.releases}); "
+            f"current aktualizr needs {DEFAULT_FORMAT!r}, the default"
+        )
+    if device.package_manager == "ostree":
+        # aktualizr registers the ostree package manager only when built with BUILD_OSTREE
+        # (uptane/aktualizr src/libaktualizr/package_manager/CMakeLists.txt); otherwise it
+        # stops at start-up: "Unsupported package manager: ostree" (2020.3 and later,
+        # packagemanagerfactory.cc), "aktualizr was compiled without OStree support!" before.
+        out.append(
+            "device.package_manager ostree: the device's aktualizr must be built with OSTree "
+            "(BUILD_OSTREE=ON, as meta-updater images are); for other builds set "
+            "device.package_manager=none"
+        )
+    elif device.ostree_server:
+        out.append("device.ostree_server is ignored: device.package_manager is none")
+    return out
+
+
 # --- sota.toml ---------------------------------------------------------------------------
 
 TomlValue = str | int | bool
 Sections = list[tuple[str, list[tuple[str, TomlValue]]]]
+# Paths go through boost::filesystem::path's quoted stream extraction (`&` escapes) in some
+# releases and through plain quote stripping in others: keep them to what both read alike.
+PATH_RE = re.compile(r"/[A-Za-z0-9._/-]*")
 
 
 def _toml_value(key: str, value: TomlValue) -> str:
@@ -102,7 +199,8 @@ def _toml_value(key: str, value: TomlValue) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    # aktualizr strips the surrounding quotes and keeps the rest verbatim: no escapes.
+    # aktualizr removes every double quote from a string value (Utils::stripQuotes) and
+    # keeps the rest verbatim: no escapes.
     if any(c in value for c in '"\\') or any(ord(c) < 32 for c in value):
         raise ConfigError(f"sota.toml {key}: {value!r} holds a quote, backslash or control char")
     return f'"{value}"'
@@ -110,7 +208,8 @@ def _toml_value(key: str, value: TomlValue) -> str:
 
 def _render_ini(sections: Sections) -> str:
     """Flat sections of `key = value`: the subset that both TOML and aktualizr's INI parser
-    read the same way (no arrays, no inline tables, no trailing comments)."""
+    (boost::property_tree::read_ini) read the same way: no comments (`#` is no comment to
+    boost), no arrays, no inline tables, no dotted names, each section and key once."""
     out = []
     for name, items in sections:
         out.append(f"[{name}]")
@@ -121,119 +220,41 @@ def _render_ini(sections: Sections) -> str:
 
 def _storage_path(device: Device) -> str:
     path = device.storage_path
-    if not path.startswith("/") or ".." in PurePosixPath(path).parts:
-        raise ConfigError(f"device.storage_path {path!r}: must be an absolute path")
+    if not PATH_RE.fullmatch(path) or ".." in PurePosixPath(path).parts:
+        raise ConfigError(
+            f"device.storage_path {path!r}: must be an absolute path of letters, digits, "
+            "'.', '_', '-' and '/'"
+        )
     return path.rstrip("/") + "/"
 
 
 def sota_toml(fmt: str, url: str, device: Device, hardware_id: str) -> str:
-    """aktualizr's configuration for one device.
+    """aktualizr's configuration for one device (`fmt` as in FORMATS, or an alias).
 
-    `implicit`: the seed's `/var/sota/sota.toml` (2018 aktualizr, files in storage.path).
-    `device-cred`: current aktualizr, credentials imported from `<storage>/import/`, the
-    gateway URL read from `gateway.url` and the server paths derived from it.
+    Unknown keys are ignored by every release, so a key one release range reads and
+    another does not is written for both (the hardware id sits in [uptane] for 2018.1-2018.5
+    and in [provision] from 2018.6 on).
     """
+    fmt = canonical_format(fmt)
     sp = _storage_path(device)
-    ostree = device.ostree_server or f"{url}/treehub"
     pacman: list[tuple[str, TomlValue]] = [("type", device.package_manager)]
-    if fmt == "implicit":
-        if device.package_manager == "ostree":
-            pacman += [("os", ""), ("sysroot", ""), ("ostree_server", ostree)]
-        pacman.append(("packages_file", "/usr/package.manifest"))
-        return _render_ini(
-            [
-                ("gateway", [("http", True), ("socket", False)]),
-                (
-                    "network",
-                    [
-                        ("socket_commands_path", "/tmp/sota-commands.socket"),
-                        ("socket_events_path", "/tmp/sota-events.socket"),
-                        ("socket_events", "DownloadComplete, DownloadFailed"),
-                    ],
-                ),
-                (
-                    "p11",
-                    [
-                        (k, "")
-                        for k in (
-                            "module",
-                            "pass",
-                            "uptane_key_id",
-                            "tls_ca_id",
-                            "tls_pkey_id",
-                            "tls_clientcert_id",
-                        )
-                    ],
-                ),
-                (
-                    "tls",
-                    [
-                        ("server", url),
-                        ("ca_source", "file"),
-                        ("pkey_source", "file"),
-                        ("cert_source", "file"),
-                    ],
-                ),
-                (
-                    "provision",
-                    [
-                        ("server", url),
-                        ("p12_password", ""),
-                        ("expiry_days", "36000"),
-                        ("provision_path", ""),
-                    ],
-                ),
-                (
-                    "uptane",
-                    [
-                        ("polling", True),
-                        ("polling_sec", device.polling_sec),
-                        ("device_id", ""),
-                        ("primary_ecu_serial", ""),
-                        ("primary_ecu_hardware_id", hardware_id),
-                        ("director_server", f"{url}/director"),
-                        ("repo_server", f"{url}/repo"),
-                        ("key_source", "file"),
-                    ],
-                ),
-                ("pacman", pacman),
-                (
-                    "storage",
-                    [
-                        ("type", "filesystem"),
-                        ("path", sp),
-                        ("uptane_metadata_path", "metadata"),
-                        ("uptane_private_key_path", "ecukey.der"),
-                        ("uptane_public_key_path", "ecukey.pub"),
-                        ("tls_cacert_path", "root.crt"),
-                        ("tls_pkey_path", "pkey.pem"),
-                        ("tls_clientcert_path", "client.pem"),
-                    ],
-                ),
-                (
-                    "import",
-                    [
-                        ("uptane_private_key_path", ""),
-                        ("uptane_public_key_path", ""),
-                        ("tls_cacert_path", f"{sp}root.crt"),
-                        ("tls_pkey_path", ""),
-                        ("tls_clientcert_path", ""),
-                    ],
-                ),
-            ]
-        )
-    if fmt != "device-cred":
-        raise ConfigError(f"device format {fmt!r}: expected implicit or device-cred")
-    # Current aktualizr derives director, repo and treehub from the gateway URL; only an
-    # explicitly configured OSTree server is written.
+    if fmt == "legacy-2018":
+        return _legacy_2018(url, device, hardware_id, sp, pacman)
+    # device-cred. The gateway URL comes from import/gateway.url (tls.server_url_path,
+    # 2018.5 and later); director, repo and treehub are derived from it. The import paths
+    # are absolute: 2018.6-2018.7 have no base_path and read them as written, later
+    # releases resolve them against base_path only when relative. The database path is
+    # absolute too: 2018.6-2018.7 do not place it under storage.path.
     if device.package_manager == "ostree" and device.ostree_server:
         pacman.append(("ostree_server", device.ostree_server))
+    imp = f"{sp}import"
     return _render_ini(
         [
-            ("tls", [("server_url_path", f"{sp}import/gateway.url")]),
+            ("tls", [("server_url_path", f"{imp}/gateway.url")]),
             (
                 "provision",
                 [
+                    # Read from 2020.8 on; before, the empty provision_path means the same.
                     ("mode", "DeviceCred"),
                     ("provision_path", ""),
                     ("primary_ecu_hardware_id", hardware_id),
@@ -241,14 +262,111 @@ def sota_toml(fmt: str, url: str, device: Device, hardware_id: str) -> str:
             ),
             ("uptane", [("polling_sec", device.polling_sec)]),
             ("pacman", pacman),
-            ("storage", [("type", "sqlite"), ("path", sp)]),
+            ("storage", [("type", "sqlite"), ("path", sp), ("sqldb_path", f"{sp}sql.db")]),
             (
                 "import",
                 [
-                    ("base_path", f"{sp}import"),
+                    ("base_path", imp),
+                    ("tls_cacert_path", f"{imp}/root.crt"),
+                    ("tls_clientcert_path", f"{imp}/client.pem"),
+                    ("tls_pkey_path", f"{imp}/pkey.pem"),
+                ],
+            ),
+        ]
+    )
+
+
+def _legacy_2018(
+    url: str, device: Device, hardware_id: str, sp: str, pacman: list[tuple[str, TomlValue]]
+) -> str:
+    """The seed's `/var/sota/sota.toml`: filesystem storage holding the credentials, the
+    server URLs written out. Keys of 2018.1-2018.5 and of 2018.6-2018.7 side by side."""
+    ostree = device.ostree_server or f"{url}/treehub"
+    if device.package_manager == "ostree":
+        pacman += [("os", ""), ("sysroot", ""), ("ostree_server", ostree)]
+    pacman.append(("packages_file", "/usr/package.manifest"))
+    uptane: list[tuple[str, TomlValue]] = [
+        ("polling", True),
+        ("polling_sec", device.polling_sec),
+        ("device_id", ""),
+        ("primary_ecu_serial", ""),
+        ("primary_ecu_hardware_id", hardware_id),
+        ("director_server", f"{url}/director"),
+        ("repo_server", f"{url}/repo"),
+        ("key_source", "file"),
+    ]
+    if device.package_manager == "ostree":
+        uptane.append(("ostree_server", ostree))  # 2018.1 reads it here, later [pacman]
+    return _render_ini(
+        [
+            ("gateway", [("http", True), ("socket", False)]),
+            (
+                "network",
+                [
+                    ("socket_commands_path", "/tmp/sota-commands.socket"),
+                    ("socket_events_path", "/tmp/sota-events.socket"),
+                    ("socket_events", "DownloadComplete, DownloadFailed"),
+                ],
+            ),
+            (
+                "p11",
+                [
+                    (k, "")
+                    for k in (
+                        "module",
+                        "pass",
+                        "uptane_key_id",
+                        "tls_cacert_id",
+                        "tls_pkey_id",
+                        "tls_clientcert_id",
+                    )
+                ],
+            ),
+            (
+                "tls",
+                [
+                    ("server", url),
+                    ("ca_source", "file"),
+                    ("pkey_source", "file"),
+                    ("cert_source", "file"),
+                ],
+            ),
+            (
+                "provision",
+                [
+                    ("server", url),
+                    ("p12_password", ""),
+                    ("expiry_days", "36000"),
+                    ("provision_path", ""),
+                    # 2018.6-2018.7 read the device's identity here, not in [uptane].
+                    ("device_id", ""),
+                    ("primary_ecu_serial", ""),
+                    ("primary_ecu_hardware_id", hardware_id),
+                ],
+            ),
+            ("uptane", uptane),
+            ("pacman", pacman),
+            (
+                "storage",
+                [
+                    ("type", "filesystem"),
+                    ("path", sp),
+                    ("uptane_metadata_path", "metadata"),
+                    ("uptane_private_key_path", "ecukey.der"),
+                    ("uptane_public_key_path", "ecukey.pub"),
                     ("tls_cacert_path", "root.crt"),
-                    ("tls_clientcert_path", "client.pem"),
                     ("tls_pkey_path", "pkey.pem"),
+                    ("tls_clientcert_path", "client.pem"),
+                ],
+            ),
+            (
+                "import",
+                [
+                    ("uptane_private_key_path", ""),
+                    ("uptane_public_key_path", ""),
+                    ("tls_cacert_path", f"{sp}root.crt"),
+                    ("tls_pkey_path", ""),
+                    ("tls_clientcert_path", ""),
                 ],
             ),
         ]
@@ -266,6 +384,9 @@ class BundleOptions:
     device: Device
     days: int
     archive: bool = False
+    # The device keys: P-256 ("ec") or RSA 3072 ("rsa"), from pki.device_key_type (which
+    # follows pki.key_type unless set).
+    key_type: KeyType = "ec"
 
 
 @dataclass(frozen=True)
@@ -307,34 +428,44 @@ class BundleInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, created: bool) -> BundleInfo:
-        fields = {
-            k: data[k]
-            for k in (
-                "name",
-                "uuid",
-                "serial",
-                "fingerprint",
-                "not_before",
-                "not_after",
-                "hardware_id",
-            )
-        }
+        fields = {k: data[k] for k in INFO_KEYS if k != "path"}
         return cls(**fields, path=Path(data["path"]), created=created)
+
+
+# What every info.json holds (and the manifest needs to describe a bundle).
+INFO_KEYS = (
+    "name",
+    "uuid",
+    "serial",
+    "fingerprint",
+    "not_before",
+    "not_after",
+    "hardware_id",
+    "path",
+)
 
 
 Hook = Callable[[BundleInfo], None]
 Progress = Callable[[int], None]
 
 
-def _device_fs(fmt: str, device: Device) -> dict[str, str]:
-    """Bundle file → its path on the device (relative to /), for the archive."""
-    sp = _storage_path(device).lstrip("/")
-    creds = sp if fmt == "implicit" else f"{sp}import/"
+def device_layout(fmt: str, storage_path: str) -> dict[str, str]:
+    """Bundle file → its absolute path on the device, where the format's sota.toml points
+    aktualizr (the storage folder for legacy-2018, its import/ folder for device-cred)."""
+    sp = storage_path.rstrip("/") + "/"
+    fmt = canonical_format(fmt)
+    creds = sp if fmt == "legacy-2018" else f"{sp}import/"
     out = {"sota.toml": f"{sp}sota.toml"}
     out |= {f: f"{creds}{f}" for f in ("root.crt", "client.pem", "pkey.pem")}
     if fmt == "device-cred":
         out["gateway.url"] = f"{creds}gateway.url"
     return out
+
+
+def _device_fs(fmt: str, device: Device) -> dict[str, str]:
+    """Bundle file → its path on the device (relative to /), for the archive."""
+    layout = device_layout(fmt, _storage_path(device))
+    return {name: path.lstrip("/") for name, path in layout.items()}
 
 
 def _archive(files: dict[str, bytes], layout: dict[str, str], mtime: float) -> bytes:
@@ -445,16 +576,16 @@ def _sync_filesystem(path: Path) -> None:
 def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     """Worker: write the bundles of `jobs` (name, uuid, hardware id) into this worker's
     staging folder; the main process makes them final (see the module docstring)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from otactl.pki import cert_pem, fingerprint, key_pem, make_device_cert
+    from otactl.pki import cert_pem, fingerprint, generate_key, key_pem, make_device_cert
 
     w = _worker
     assert w is not None, "the pool initializer did not run"
     results = []
     layout = _device_fs(w.opts.device.format, w.opts.device) if w.opts.archive else {}
+    fmt = canonical_format(w.opts.device.format)
+    target = aktualizr_target(fmt, w.opts.device)
     for name, dev_uuid, hardware_id in jobs:
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = generate_key(w.opts.key_type)
         cert = make_device_cert(w.issuer, dev_uuid, key.public_key(), days=w.opts.days, now=w.now)
         client = cert_pem(cert)
         toml = w.toml.get(hardware_id)
@@ -483,7 +614,7 @@ def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
             "gateway.url": w.opts.gateway_url.encode(),
             # No indent: json's C encoder, a tenth of the cost of the pretty one.
             "info.json": json.dumps(
-                meta | {"gateway_url": w.opts.gateway_url, "format": w.opts.device.format}
+                meta | {"gateway_url": w.opts.gateway_url, "format": fmt, "aktualizr": target}
             ).encode()
             + b"\n",
         }
@@ -599,21 +730,28 @@ class Manifest:
                 end = data.rfind(b"\n") + 1
                 if end != len(data):
                     f.truncate(end)
-            for line in data[:end].splitlines():
-                rec = json.loads(line)
-                self._add(rec["name"], rec["uuid"])
+            for n, line in enumerate(data[:end].splitlines(), 1):
+                try:
+                    rec = json.loads(line)
+                    self._add(rec["name"], rec["uuid"])
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ConfigError(
+                        f"{self.path}:{n}: not a manifest line ({e}); fix or remove that line"
+                    ) from None
         missed = []
         with os.scandir(self.devices) as it:
             for entry in it:
                 if UUID_RE.fullmatch(entry.name) and entry.name not in self.names_by_uuid:
                     info = Path(entry.path) / "info.json"
                     if info.is_file():
-                        missed.append(json.loads(info.read_bytes()))
+                        missed.append(_read_info(info))
         if missed:
             self.append(missed)
         return self
 
     def _add(self, name: str, dev_uuid: str) -> None:
+        if not isinstance(name, str) or not isinstance(dev_uuid, str):
+            raise TypeError("name and uuid must be strings")
         self.by_name[name] = dev_uuid
         self.names_by_uuid[dev_uuid] = name
 
@@ -636,11 +774,7 @@ class Manifest:
 
     def info(self, dev_uuid: str) -> BundleInfo:
         """The bundle's own `info.json` (the manifest keeps only name → uuid in memory)."""
-        path = self.devices / dev_uuid / "info.json"
-        try:
-            data = json.loads(path.read_bytes())
-        except OSError as e:
-            raise PkiError(f"{path}: cannot read: {e.strerror}") from e
+        data = _read_info(self.devices / dev_uuid / "info.json")
         # The folder is where it is now, whatever the working directory was at creation.
         return BundleInfo.from_json(data | {"path": str(self.devices / dev_uuid)}, created=False)
 
@@ -652,6 +786,19 @@ class Manifest:
         if ident in self.by_name:
             return self.info(self.by_name[ident])
         raise ConfigError(f"no device named or numbered {ident!r} in {self.path}")
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    """A bundle's info.json; unreadable or not JSON is one line naming it."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as e:
+        raise PkiError(f"{path}: cannot read: {e.strerror}") from e
+    except ValueError as e:
+        raise ConfigError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, dict) or not all(k in data for k in INFO_KEYS):
+        raise ConfigError(f"{path}: not a bundle's info.json")
+    return data
 
 
 @contextlib.contextmanager
@@ -691,60 +838,87 @@ def specs_from_count(prefix: str, count: int, start: int = 1) -> Iterator[Device
         yield DeviceSpec(f"{prefix}-{i:04d}")
 
 
-def count_csv_rows(path: Path) -> int:
-    """Data rows of a device CSV (for a progress total); not validated."""
+def _utf8_lines(path: Path, f: BinaryIO) -> Iterator[str]:
+    """The lines of a binary file as text, each decoded on its own, so that a byte that is
+    not UTF-8 is reported at its offset in the file (a text-mode file only knows the
+    offset in its read buffer). A leading byte order mark (Excel's "CSV UTF-8") is dropped.
+    Splitting at CR and LF is safe: those bytes never occur inside a UTF-8 sequence."""
+    offset = 0
+    n = 0
+    for chunk in f:
+        # A bare CR ends a line too (as in a text file opened with newline="").
+        for raw in chunk.splitlines(keepends=True):
+            n += 1
+            data = raw[3:] if offset == 0 and raw.startswith(codecs.BOM_UTF8) else raw
+            skipped = len(raw) - len(data)
+            try:
+                yield data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(
+                    f"{path}: not UTF-8 text: byte 0x{data[e.start]:02x} at offset "
+                    f"{offset + skipped + e.start} (line {n}); save it as UTF-8"
+                ) from None
+            offset += len(raw)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of each non-blank CSV row; a file that cannot be read,
+    is not UTF-8 or is not CSV raises one line naming it."""
     try:
-        with open(path, newline="") as f:
-            rows = sum(1 for row in csv.reader(f) if row and any(c.strip() for c in row))
+        f = open(path, "rb")  # noqa: SIM115 (closed by the generator)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    return rows
+    with f:
+        # strict: a stray or unterminated quote is refused, not folded into a name.
+        reader = csv.reader(_utf8_lines(path, f), strict=True)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise ConfigError(f"{path}:{max(reader.line_num, 1)}: not CSV: {e}") from None
+            except OSError as e:
+                raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+            cells = [c.strip() for c in row]
+            if any(cells):
+                yield reader.line_num, cells
+
+
+def count_csv_rows(path: Path) -> int:
+    """Data rows of a device CSV (for a progress total); the rows are not validated, but a
+    file that is not UTF-8 CSV is refused here, before any bundle is made."""
+    return sum(1 for _ in _csv_rows(path))
 
 
 def specs_from_csv(path: Path) -> Iterator[DeviceSpec]:
     """Devices from a CSV file, streamed: `name[,uuid][,hardware_id]`, an optional header
     row starting with `name`, blank lines ignored. A bad row raises with its line number
     when the run reaches it."""
-    try:
-        f = open(path, newline="")  # noqa: SIM115 (closed by the generator)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    with f:
-        reader = csv.reader(f)
-        seen_names: dict[str, int] = {}
-        seen_uuids: dict[str, int] = {}
-        first = True
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise ConfigError(f"{path}:{reader.line_num + 1}: not CSV: {e}") from None
-            line = reader.line_num
-            cells = [c.strip() for c in row]
-            if not any(cells):
-                continue
-            if first and cells[0].lower() == "name":
-                first = False
-                continue
+    seen_names: dict[str, int] = {}
+    seen_uuids: dict[str, int] = {}
+    first = True
+    for line, cells in _csv_rows(path):
+        if first and cells[0].lower() == "name":
             first = False
-            try:
-                spec = _spec_from_cells(cells, line)
-            except ConfigError as e:
-                raise ConfigError(f"{path}:{line}: {e}") from None
-            if spec.name in seen_names:
+            continue
+        first = False
+        try:
+            spec = _spec_from_cells(cells, line)
+        except ConfigError as e:
+            raise ConfigError(f"{path}:{line}: {e}") from None
+        if spec.name in seen_names:
+            raise ConfigError(
+                f"{path}:{line}: name {spec.name!r} repeats line {seen_names[spec.name]}"
+            )
+        seen_names[spec.name] = line
+        if spec.uuid:
+            if spec.uuid in seen_uuids:
                 raise ConfigError(
-                    f"{path}:{line}: name {spec.name!r} repeats line {seen_names[spec.name]}"
+                    f"{path}:{line}: uuid {spec.uuid} repeats line {seen_uuids[spec.uuid]}"
                 )
-            seen_names[spec.name] = line
-            if spec.uuid:
-                if spec.uuid in seen_uuids:
-                    raise ConfigError(
-                        f"{path}:{line}: uuid {spec.uuid} repeats line {seen_uuids[spec.uuid]}"
-                    )
-                seen_uuids[spec.uuid] = line
-            yield spec
+            seen_uuids[spec.uuid] = line
+        yield spec
 
 
 def _spec_from_cells(cells: list[str], line: int) -> DeviceSpec:

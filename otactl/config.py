@@ -122,10 +122,12 @@ class Pki(Strict):
     ca_days: int = Field(default=3650, ge=1, le=36500)
     server_days: int = Field(default=825, ge=1, le=36500)
     device_days: int = Field(default=365, ge=1, le=36500)
+    device_key_type: Literal["ec", "rsa"] | None = None  # None: as key_type
 
 
 class Device(Strict):
-    format: Literal["implicit", "device-cred"] = "implicit"
+    # implicit: the old name of legacy-2018 (otactl.bundle.FORMATS has the releases)
+    format: Literal["device-cred", "legacy-2018", "implicit"] = "device-cred"
     hardware_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
     polling_sec: int = Field(default=10, ge=1)
     package_manager: Literal["ostree", "none"] = "ostree"

@@ -263,7 +263,7 @@ _DEVICE_USAGE = x509.KeyUsage(
 def make_device_cert(
     ca: Issuer,
     device_uuid: str,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
     *,
     days: int,
     now: dt.datetime,
@@ -539,12 +539,19 @@ def revoked_serials(files: ServerFiles) -> set[int]:
 
 @dataclass(frozen=True)
 class PkiSettings:
-    """Lifetimes and key type (from `values.pki`)."""
+    """Lifetimes and key types (from `values.pki`)."""
 
     key_type: KeyType = "ec"
     ca_days: int = 3650
     server_days: int = 825
     device_days: int = 365
+    # Device keys follow key_type unless this says otherwise.
+    device_key_type: KeyType | None = None
+
+    @property
+    def device_keys(self) -> KeyType:
+        """The key type of device bundles."""
+        return self.device_key_type or self.key_type
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 The files go where the bundle's `sota.toml` expects them (its `[storage] path`, /var/sota/
 unless the values said otherwise): `sota.toml`, `root.crt`, `client.pem`, `pkey.pem`
-(0600) for the `implicit` format; for `device-cred` the credentials and `gateway.url` go
-into `<base>/import/`.
+(0600) for the `legacy-2018` format (`implicit` in older bundles); for `device-cred` the
+credentials and `gateway.url` go into `<base>/import/`.
 Each file is written under a temporary name, given its mode, then renamed over the old
 one, so aktualizr never reads half a key.
 
@@ -61,16 +61,14 @@ def parse_target(text: str) -> Target:
 
 def remote_layout(fmt: str, base: str) -> dict[str, tuple[str, int]]:
     """Bundle file → (path on the device, mode), as aktualizr reads them for `fmt`."""
+    from otactl.bundle import device_layout
+
     if not base.startswith("/"):
         raise ConfigError(f"remote path {base!r}: must be absolute")
-    creds = base if fmt == "implicit" else posixpath.join(base, "import")
-    out = {"sota.toml": (posixpath.join(base, "sota.toml"), 0o644)}
-    for name in ("root.crt", "client.pem"):
-        out[name] = (posixpath.join(creds, name), 0o644)
-    out["pkey.pem"] = (posixpath.join(creds, "pkey.pem"), 0o600)
-    if fmt == "device-cred":
-        out["gateway.url"] = (posixpath.join(creds, "gateway.url"), 0o644)
-    return out
+    return {
+        name: (path, 0o600 if name == "pkey.pem" else 0o644)
+        for name, path in device_layout(fmt, base).items()
+    }
 
 
 def bundle_format(bundle_dir: Path) -> str:
@@ -79,7 +77,9 @@ def bundle_format(bundle_dir: Path) -> str:
         fmt = json.loads((bundle_dir / "info.json").read_text())["format"]
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"{bundle_dir}: not a device bundle (info.json: {e})") from None
-    if fmt not in ("implicit", "device-cred"):
+    from otactl.bundle import FORMAT_ALIASES, FORMATS
+
+    if fmt not in FORMATS and fmt not in FORMAT_ALIASES:
         raise ConfigError(f"{bundle_dir}/info.json: unknown format {fmt!r}")
     return str(fmt)
 

@@ -80,7 +80,9 @@ def assert_complete(folder: Path) -> None:
         "path",
         "gateway_url",
         "format",
+        "aktualizr",
     }
+    assert info["format"] in bundle.FORMATS
     tomllib.loads((folder / "sota.toml").read_text())
 
 
@@ -148,9 +150,18 @@ def test_bundle_contents(tmp_path: Path, gen: dict[str, str]) -> None:
     assert (folder / "client.pem").read_bytes() == before
 
 
-def test_implicit_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
+def test_legacy_2018_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
     out = run_otactl(
-        "new-device", "--no-register", "d1", "-o", "json", cwd=tmp_path, env=gen, check=True
+        "new-device",
+        "--no-register",
+        "d1",
+        "--format",
+        "legacy-2018",
+        "-o",
+        "json",
+        cwd=tmp_path,
+        env=gen,
+        check=True,
     )
     folder = Path(json.loads(out.stdout)["path"])
     text = (folder / "sota.toml").read_text()
@@ -174,12 +185,15 @@ def test_implicit_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
         "cert_source": "file",
     }
     assert conf["provision"]["server"] == url and conf["provision"]["provision_path"] == ""
+    # 2018.1-2018.5 read the hardware id from [uptane], 2018.6-2018.7 from [provision].
+    assert conf["provision"]["primary_ecu_hardware_id"] == "intel-corei7-64"
     assert conf["uptane"]["director_server"] == f"{url}/director"
     assert conf["uptane"]["repo_server"] == f"{url}/repo"
     assert conf["uptane"]["primary_ecu_hardware_id"] == "intel-corei7-64"
     assert conf["uptane"]["polling_sec"] == 10 and conf["uptane"]["device_id"] == ""
     assert conf["pacman"]["type"] == "ostree"
     assert conf["pacman"]["ostree_server"] == f"{url}/treehub"
+    assert conf["uptane"]["ostree_server"] == f"{url}/treehub"  # where 2018.1 reads it
     assert conf["storage"]["type"] == "filesystem" and conf["storage"]["path"] == "/var/sota/"
     assert (
         conf["storage"]["tls_cacert_path"],
@@ -236,17 +250,22 @@ def test_device_cred_sota_toml(tmp_path: Path, gen: dict[str, str]) -> None:
     text = (folder / "sota.toml").read_text()
     conf = tomllib.loads(text)
     assert conf["tls"] == {"server_url_path": "/var/sota/import/gateway.url"}
+    # Absolute: 2018.6-2018.7 have no base_path; later releases keep absolute paths.
     assert conf["import"] == {
         "base_path": "/var/sota/import",
-        "tls_cacert_path": "root.crt",
-        "tls_clientcert_path": "client.pem",
-        "tls_pkey_path": "pkey.pem",
+        "tls_cacert_path": "/var/sota/import/root.crt",
+        "tls_clientcert_path": "/var/sota/import/client.pem",
+        "tls_pkey_path": "/var/sota/import/pkey.pem",
     }
     assert conf["provision"]["primary_ecu_hardware_id"] == "rpi4"
     assert conf["provision"]["provision_path"] == ""  # the certificate CN is the device id
     assert conf["provision"]["mode"] == "DeviceCred"
     assert conf["pacman"] == {"type": "ostree"}  # derived from the gateway URL by aktualizr
-    assert conf["storage"]["path"] == "/var/sota/"
+    assert conf["storage"] == {
+        "type": "sqlite",
+        "path": "/var/sota/",
+        "sqldb_path": "/var/sota/sql.db",
+    }
     assert conf["uptane"]["polling_sec"] == 300
     assert_ini_subset(text)
 
@@ -280,6 +299,8 @@ def test_given_uuid_and_archive(tmp_path: Path, gen: dict[str, str]) -> None:
         "d1",
         "--uuid",
         given,
+        "--format",
+        "legacy-2018",
         "--archive",
         "-o",
         "json",
@@ -360,6 +381,12 @@ def test_cli_argument_errors(tmp_path: Path, gen: dict[str, str]) -> None:
         (["new-device", "--no-register", "--count", "2"], "--count and --prefix"),
         (["new-device", "--no-register", "a", "--uuid", "nope"], "uuid 'nope'"),
         (["new-device", "--no-register", "a", "--format", "yaml"], "--format yaml"),
+        (["new-device", "--no-register", "a", "--set", "device.format=yaml"], "device.format"),
+        (["new-device", "--no-register", "a", "--set", "pki.device_key_type=dsa"], "pki"),
+        (
+            ["new-device", "--no-register", "a", "--set", "device.storage_path=/var/my sota"],
+            "device.storage_path",
+        ),
         (["new-device", "--no-register", "a", "--hardware-id", "a b"], "hardware id"),
         (["revoke-device", "ghost"], "no device named"),
     ):

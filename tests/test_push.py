@@ -221,10 +221,11 @@ def test_new_device_cli_push(sshd: Sshd, tmp_path: Path) -> None:
     res = run_otactl("new-device", "kiosk", *args, env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["pushed"]["pkey.pem"] == f"{base}/pkey.pem" and "registered" not in out
-    # sota.toml on the device names the folder the files went to.
-    assert f'path = "{base}/"' in (base / "sota.toml").read_text()
-    assert (base / "client.pem").read_bytes() == (Path(out["path"]) / "client.pem").read_bytes()
+    # The default format (device-cred): credentials in the import folder sota.toml names.
+    assert out["pushed"]["pkey.pem"] == f"{base}/import/pkey.pem" and "registered" not in out
+    assert f'tls_pkey_path = "{base}/import/pkey.pem"' in (base / "sota.toml").read_text()
+    imported = base / "import" / "client.pem"
+    assert imported.read_bytes() == (Path(out["path"]) / "client.pem").read_bytes()
     many = run_otactl("new-device", "--count", "2", "--prefix", "p", *args, env=env)
     assert many.returncode == 2 and "--push goes with a single NAME" in many.stderr
     shutil.rmtree(base)

@@ -121,7 +121,13 @@ def register(app: typer.Typer) -> None:
             typer.Option("--from-csv", help="CSV of name[,uuid][,hardware_id] rows."),
         ] = None,
         fmt: Annotated[
-            str | None, typer.Option("--format", help="implicit or device-cred (sota.toml).")
+            str | None,
+            typer.Option(
+                "--format",
+                help="sota.toml for the device's aktualizr: device-cred (default; aktualizr "
+                "2018.6 to master) or legacy-2018 (aktualizr 2018.1 to 2018.7; old name: "
+                "implicit).",
+            ),
         ] = None,
         hardware_id: Annotated[
             str | None, typer.Option("--hardware-id", help="Primary ECU hardware id.")
@@ -134,7 +140,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--archive", help="Also write a tar.gz of the device's files.")
         ] = False,
         workers: Annotated[
-            int | None, typer.Option("--workers", help="Processes (default: every core).")
+            int | None,
+            typer.Option("--workers", min=1, max=256, help="Processes (default: every core)."),
         ] = None,
         # Registration and --push (otactl/cli/service_cmd.py holds the glue).
         register_: Annotated[
@@ -167,7 +174,10 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         profile: ProfileOpt = None,
     ) -> None:
-        """Make device bundles: one NAME, --count N --prefix P, or --from-csv FILE."""
+        """Make device bundles: one NAME, --count N --prefix P, or --from-csv FILE.
+
+        Device keys are P-256 unless pki.device_key_type (or pki.key_type) says rsa.
+        """
         from otactl import bundle
         from otactl.cli import service_cmd
 
@@ -180,6 +190,8 @@ def register(app: typer.Typer) -> None:
         if uuid is not None and name is None:
             raise ConfigError("--uuid goes with a single NAME")
         opts = _bundle_options(st, fmt, hardware_id, port, archive)
+        # Said once the bundles are made, so that a refused argument stays a one-line error.
+        warnings = bundle.fit_warnings(opts.device.format, opts.device)
         service_cmd.check_push_options(name is not None, push)
         registered: list[int] = []
         hook = None
@@ -216,6 +228,8 @@ def register(app: typer.Typer) -> None:
                 if pushed:
                     info(f"pushed to {push}")
                 echo(str(result.path))
+            for w in warnings:
+                info(f"warning: {w}")
             return
 
         if from_csv is not None:
@@ -233,6 +247,8 @@ def register(app: typer.Typer) -> None:
             if register_:
                 info(f"registered {len(registered)} in device-registry")
             echo(str(summary.manifest))
+        for w in warnings:
+            info(f"warning: {w}")
 
     @app.command("revoke-device")
     def revoke_device(
@@ -319,12 +335,15 @@ def _bundle_options(
     st: State, fmt: str | None, hardware_id: str | None, port: int | None, archive: bool
 ) -> BundleOptions:
     from otactl import bundle
+    from otactl.pki import PkiSettings
 
     values = st.values()
     update: dict[str, object] = {}
     if fmt is not None:
-        if fmt not in ("implicit", "device-cred"):
-            raise ConfigError(f"--format {fmt}: expected implicit or device-cred")
+        try:
+            bundle.canonical_format(fmt)
+        except ConfigError:
+            raise ConfigError(f"--format {fmt}: expected {bundle.format_help()}") from None
         update["format"] = fmt
     if hardware_id is not None:
         update["hardware_id"] = bundle.validate_hardware_id(hardware_id)
@@ -338,6 +357,7 @@ def _bundle_options(
         device=values.device.model_copy(update=update),
         days=values.pki.device_days,
         archive=archive,
+        key_type=PkiSettings(**values.pki.model_dump()).device_keys,
     )
 
 

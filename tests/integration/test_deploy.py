@@ -298,7 +298,8 @@ def test_bundles_carry_the_gateway_port_the_cluster_really_exposes(deployment: D
     if not bundle.is_absolute():
         bundle = Path.cwd() / bundle
     assert (bundle / "gateway.url").read_text().strip() == exposed
-    assert f'server = "{exposed}"' in (bundle / "sota.toml").read_text()
+    # device-cred (the default): aktualizr reads the URL from the gateway.url it imports.
+    assert 'server_url_path = "/var/sota/import/gateway.url"' in (bundle / "sota.toml").read_text()
     registered = deployment.cluster.standin.devices(deployment.ns)
     assert info["uuid"] in json.dumps(registered)
 
