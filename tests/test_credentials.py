@@ -180,7 +180,7 @@ def test_no_endpoints_and_5xx_are_retried_and_explained() -> None:
     assert keys.repo_id == REPO
     assert "no ready endpoints for service tuf-reposerver" in progress[0]
     assert "the API server could not reach tuf-reposerver" in progress[1]
-    assert "tuf-reposerver answered HTTP 503: " in progress[2]
+    assert "tuf-reposerver answered HTTP 503 service_unavailable: starting" in progress[2]
 
 
 def test_keys_pending_forever_times_out_with_the_reason() -> None:
