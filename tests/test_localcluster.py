@@ -71,3 +71,19 @@ def test_standin_knobs_merge_and_reject_unknown() -> None:
         standin._merge_knobs(standin.DEFAULT_KNOBS, {"warmup": 1})
     with pytest.raises(ValueError):
         standin._merge_knobs(standin.DEFAULT_KNOBS, {"bursts": {"app": {"count": -1}}})
+
+
+def test_standin_key_knobs() -> None:
+    sys.path.insert(0, str(ROOT / "contrib" / "local-cluster" / "standin"))
+    try:
+        import standin
+    finally:
+        sys.path.pop(0)
+    assert standin.DEFAULT_KNOBS["user_repo_key_type"] == "RSA"  # ota-tuf's KeyType.default
+    knobs = standin._merge_knobs(
+        standin.DEFAULT_KNOBS, {"user_repo_key_type": "ED25519", "keygen_error": "E|boom"}
+    )
+    assert (knobs["user_repo_key_type"], knobs["keygen_error"]) == ("ED25519", "E|boom")
+    assert standin._merge_knobs(knobs, {"keygen_error": None})["keygen_error"] is None
+    with pytest.raises(ValueError, match="user_repo_key_type must be one of"):
+        standin._merge_knobs(standin.DEFAULT_KNOBS, {"user_repo_key_type": "DSA"})
