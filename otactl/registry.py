@@ -22,14 +22,17 @@ The gateway takes the device's identity from its certificate CN (the uuid), so a
 registered under any other uuid would authenticate as nobody the registry knows.
 
 Batches go through one `ServiceCaller` (one pooled keep-alive connection set to the API
-server) and a bounded pool of threads (`Registrar`): each registration is two round
-trips through the service proxy, and running a few at once keeps the pipe full.
+server) and a bounded pool of threads (`Registrar`). A batch lists the tenant's devices
+once (`GET /api/v1/devices?offset=&limit=`, pages of LIST_PAGE) instead of one look-up per
+device, so each registration is one round trip through the service proxy; a tenant with
+more than LIST_AT_MOST devices is looked up device by device instead.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -49,6 +52,10 @@ DEFAULT_TIMEOUT = 60.0
 # API server, few enough not to crowd device-registry's database pool (HikariCP's default
 # is 10 connections).
 WORKERS = 8
+# A batch lists the tenant's devices in pages of LIST_PAGE, when there are at most
+# LIST_AT_MOST of them (a bigger registry is cheaper to ask device by device).
+LIST_PAGE = 1000
+LIST_AT_MOST = 20_000
 
 
 def _headers(tenant: str, json_body: bool = False) -> dict[str, str]:
@@ -58,20 +65,54 @@ def _headers(tenant: str, json_body: bool = False) -> dict[str, str]:
     return headers
 
 
-def _search(
+def _search_page(
     caller: ServiceCaller, tenant: str, query: str, deadline: Deadline, progress: Progress | None
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of DeviceRepository.search: (values, total)."""
     resp = call(
         caller, SERVICE, "GET", f"{PATH}?{query}", accept={200}, deadline=deadline,
         headers=_headers(tenant), progress=progress,
     )  # fmt: skip
     try:
-        values = resp.json()["values"]
+        data = resp.json()
+        values, total = data["values"], int(data["total"])
         if isinstance(values, list) and all(isinstance(v, dict) for v in values):
-            return values
+            return values, total
     except (ValueError, KeyError, TypeError):
         pass
     raise ServiceError(f"{SERVICE}: GET {PATH}?{query.split('=')[0]}=...: not a page of devices")
+
+
+def _search(
+    caller: ServiceCaller, tenant: str, query: str, deadline: Deadline, progress: Progress | None
+) -> list[dict[str, Any]]:
+    return _search_page(caller, tenant, query, deadline, progress)[0]
+
+
+def list_devices(
+    caller: ServiceCaller,
+    tenant: str,
+    *,
+    at_most: int = LIST_AT_MOST,
+    deadline: Deadline | None = None,
+    progress: Progress | None = None,
+) -> dict[str, str] | None:
+    """deviceId -> uuid of every device of the tenant, or None when it has more than
+    `at_most` devices."""
+    deadline = deadline or Deadline(DEFAULT_TIMEOUT)
+    known: dict[str, str] = {}
+    offset = 0
+    while True:
+        query = f"offset={offset}&limit={LIST_PAGE}"
+        values, total = _search_page(caller, tenant, query, deadline, progress)
+        if total > at_most:
+            return None
+        for device in values:
+            if isinstance(device.get("deviceId"), str) and isinstance(device.get("uuid"), str):
+                known[device["deviceId"]] = device["uuid"].lower()
+        offset += len(values)
+        if not values or offset >= total:
+            return known
 
 
 def find_device(
@@ -132,17 +173,22 @@ def register_device(
     *,
     deadline: Deadline | None = None,
     progress: Progress | None = None,
+    known: Mapping[str, str] | None = None,
 ) -> str:
     """Register one device with its certificate; returns its uuid (the certificate CN).
 
     Safe to repeat: the same deviceId and uuid register again (the certificate is the
     bundle's). A deviceId that belongs to another uuid is refused before anything is
-    written; a taken name (409) has its own message. Transient answers (no endpoints yet,
-    5xx) are retried until `deadline` (default: DEFAULT_TIMEOUT from now); a 4xx raises
-    `ServiceError` (`ServiceAuthRefused` for a 401/403 of the service)."""
+    written (looked up, or found in `known`: `list_devices`' map); a taken name (409) has
+    its own message. Transient answers (no endpoints yet, 5xx) are retried until
+    `deadline` (default: DEFAULT_TIMEOUT from now); a 4xx raises `ServiceError`
+    (`ServiceAuthRefused` for a 401/403 of the service)."""
     uuid = uuid.lower()
     deadline = deadline or Deadline(DEFAULT_TIMEOUT)
-    existing = find_device(caller, tenant, device_id, deadline=deadline, progress=progress)
+    if known is not None:
+        existing = known.get(device_id)
+    else:
+        existing = find_device(caller, tenant, device_id, deadline=deadline, progress=progress)
     if existing is not None and existing != uuid:
         raise ServiceError(
             f"{SERVICE}: deviceId {device_id!r} is already registered as device {existing}, "
@@ -187,10 +233,12 @@ def register_device(
 class Registrar:
     """Registers devices on a bounded pool of threads, all through one `ServiceCaller`.
 
-    `submit` returns at once (it waits only while `workers` registrations are in flight)
-    and raises the first failure seen so far; `finish` waits for the rest and raises the
-    first failure. Used as a context manager, leaving it on an error cancels what has not
-    started. Registrations that succeeded stay registered (registration can be repeated)."""
+    From the second `submit` on, the tenant's devices are listed once (`list_devices`)
+    instead of looked up one by one. `submit` returns at once (it waits only while
+    `workers` registrations are in flight) and raises the first failure seen so far;
+    `finish` waits for the rest and raises the first failure. Used as a context manager,
+    leaving it on an error cancels what has not started. Registrations that succeeded stay
+    registered (registration can be repeated)."""
 
     def __init__(
         self,
@@ -209,6 +257,8 @@ class Registrar:
         self.registered = 0
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="otactl-register")
         self._pending: deque[Future[str]] = deque()
+        self._known: dict[str, str] | None = None
+        self._submitted = 0
 
     def __enter__(self) -> Registrar:
         return self
@@ -227,13 +277,27 @@ class Registrar:
 
     def submit(self, uuid: str, device_id: str, name: str, client_pem: str | bytes) -> None:
         """Queue one registration (see `register_device`)."""
+        # One device is looked up alone; from the second on, the batch lists the tenant.
+        if self._submitted == 1:
+            self._known = list_devices(
+                self.caller, self.tenant, deadline=Deadline(self.timeout), progress=self.progress
+            )
+        self._submitted += 1
         self._collect(block=len(self._pending) >= 2 * self.workers)
-        self._pending.append(self._pool.submit(self._register, uuid, device_id, name, client_pem))
+        device = (uuid, device_id, name, client_pem)
+        self._pending.append(self._pool.submit(self._register, *device, self._known))
 
-    def _register(self, uuid: str, device_id: str, name: str, client_pem: str | bytes) -> str:
+    def _register(
+        self,
+        uuid: str,
+        device_id: str,
+        name: str,
+        client_pem: str | bytes,
+        known: Mapping[str, str] | None,
+    ) -> str:
         return register_device(
             self.caller, self.tenant, uuid, device_id, name, client_pem,
-            deadline=Deadline(self.timeout), progress=self.progress,
+            deadline=Deadline(self.timeout), progress=self.progress, known=known,
         )  # fmt: skip
 
     def finish(self) -> int:

@@ -121,9 +121,17 @@ def test_no_endpoints_is_retried_and_400_and_403_are_not() -> None:
         register_device(oauth, "default", UUID, "d", "d", PEM)
 
 
-def test_registrar_registers_all_and_raises_the_first_failure() -> None:
+LIST = ("GET", "device-registry", "/api/v1/devices?offset=0&limit=1000")
+
+
+def listing(*devices: dict, total: int | None = None) -> object:
+    return service(200, {"values": list(devices), "offset": 0, "limit": 1000,
+                         "total": len(devices) if total is None else total})  # fmt: skip
+
+
+def test_registrar_lists_once_then_one_put_per_device() -> None:
     uuids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(40)]
-    caller = script(*[(*find(f"dev-{i}"), [page()]) for i in range(40)])
+    caller = script((*find("dev-0"), [page()]), (*LIST, [listing(device(OLD, "taken"))]))
 
     # PUTs run concurrently: answer each with the uuid it carries.
     def put_echo(method: str, svc: str, path: str, body: bytes | None = None,
@@ -137,9 +145,40 @@ def test_registrar_registers_all_and_raises_the_first_failure() -> None:
         for i, u in enumerate(uuids):
             registrar.submit(u, f"dev-{i}", f"dev-{i}", PEM)
         assert registrar.finish() == 40
-    assert caller.paths().count(PUT) == 40
+    # The first device is looked up alone, the batch then lists the tenant once.
+    assert caller.paths()[0] == find("dev-0") and caller.paths().count(LIST) == 1
+    assert caller.paths().count(PUT) == 40 and len(caller.paths()) == 42
 
-    taken = script((*find("dev-0"), [page(device(OLD, "dev-0"))]))
-    with Registrar(taken, "default", workers=2) as registrar, pytest.raises(ServiceError):
-        registrar.submit(UUID, "dev-0", "dev-0", PEM)
+    # A deviceId the listing shows under another uuid: refused, nothing sent for it.
+    with Registrar(put_echo, "default", workers=2) as registrar:  # type: ignore[arg-type]
+        registrar.submit(uuids[0], "dev-0", "dev-0", PEM)
+        registrar.submit(UUID, "taken", "taken", PEM)
+        with pytest.raises(ServiceError, match=f"already registered as device {OLD}"):
+            registrar.finish()
+    assert caller.paths().count(PUT) == 41
+
+
+def test_registrar_asks_device_by_device_in_a_big_registry() -> None:
+    caller = script(
+        (*LIST, [listing(device(OLD, "x"), total=50_000)]),
+        (*find("dev-1"), [page()]),
+        (*find("dev-2"), [page()]),
+        (*PUT, [service(200, UUID)]),
+    )
+    with Registrar(caller, "default", workers=1) as registrar:
+        registrar.submit(UUID, "dev-1", "dev-1", PEM)
         registrar.finish()
+        registrar.submit(UUID, "dev-2", "dev-2", PEM)
+        assert registrar.finish() == 2
+    assert caller.paths() == [find("dev-1"), PUT, LIST, find("dev-2"), PUT]
+
+
+def test_listing_pages_through_the_tenant() -> None:
+    from otactl.registry import list_devices
+
+    second = ("GET", "device-registry", "/api/v1/devices?offset=1&limit=1000")
+    caller = script(
+        (*LIST, [listing(device(OLD, "a"), total=2)]),
+        (*second, [service(200, {"values": [device(UUID.upper(), "b")], "total": 2})]),
+    )
+    assert list_devices(caller, "default") == {"a": OLD, "b": UUID}
