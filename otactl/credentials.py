@@ -272,8 +272,7 @@ def check_key_pair(keytype: str, public: str, private: str) -> None:
                 raise ValueError("keytype ECPRIME256V1 but the keys are not EC keys")
             same = ec_priv.public_key().public_numbers() == ec_pub.public_numbers()
         else:
-            raise ValueError(f"unknown keytype {keytype!r} (ota-tuf knows RSA, ED25519, "
-                             "ECPRIME256V1)")  # fmt: skip
+            raise ValueError(f"unknown keytype {keytype!r} (ota-tuf: RSA, ED25519, ECPRIME256V1)")
     except (TypeError, UnsupportedAlgorithm) as e:
         raise ValueError(f"the {keytype} keys cannot be read ({type(e).__name__})") from None
     if not same:

@@ -158,7 +158,7 @@ def permanent_failure(service: str, resp: Response) -> str | None:
     return f"{service} answered {resp.status} {body.get('code')}: {what}: {reason}"
 
 
-def auth_refused(service: str, resp: Response) -> bool:
+def auth_refused(resp: Response) -> bool:
     """The service itself (the API server's own 401/403 never get here) refused the call."""
     return resp.status in (401, 403) and not resp.from_apiserver
 
@@ -216,7 +216,7 @@ def call(
             unreachable = 0
             if resp.status in accept and not resp.from_apiserver:
                 return resp
-            if auth_refused(service, resp):
+            if auth_refused(resp):
                 raise ServiceAuthRefused(
                     f"{what}: refused with {resp.status}: " + AUTH_HINT.format(service=service)
                 )
