@@ -10,7 +10,10 @@ The plan (reference sections 3 and 7), safe to run again at any point:
    `POST /api/v1/admin/repo` (201): a POST on an existing repo makes orphan keys and 409.
 3. tuf-keyserver: `GET /api/v1/root/<repo id>` (423 while generating), then the targets
    key pair from `/api/v1/root/<repo id>/keys/targets/pairs`; the pair must be the one
-   root.json names for the targets role.
+   root.json names for the targets role, its private key must match its public key, and
+   both must be in the form garage-sign reads. The user repo's keys are RSA unless the
+   repo was created with another `keyType` (ota-tuf 1d0d714 libtuf/.../TufDataType.scala
+   `KeyType.default = RsaKeyType`); ED25519 and ECPRIME256V1 pairs are accepted too.
 4. `credentials.zip`, written 0600 and atomically, byte-identical when nothing changed.
 
 Every call carries `x-ats-namespace: <tenant>`. Transient answers are retried within one
@@ -40,6 +43,19 @@ DIRECTOR = "director"
 KEYSERVER = "tuf-keyserver"
 REPO_ID_HEADER = "x-ats-tuf-repo-id"
 KEYS_PENDING = "keys are still being generated"
+# The key-generation daemon polls for new requests every 3 s (ota-tuf 1d0d714
+# keyserver/.../daemon/KeyGeneratorLeader.scala) and makes four keys in about a second:
+# 423s for much longer than that mean that nothing is generating keys.
+KEYS_STUCK_AFTER = 20.0
+KEYS_STUCK_HINT = (
+    "the key-generation daemon (tuf-keyserver-daemon, main class "
+    "com.advancedtelematic.tuf.keyserver.daemon.KeyGenerationDaemon) is likely not running"
+)
+# How every call that may meet keys being generated waits.
+KEYS_WAIT: dict[str, Any] = {
+    "wait_on": {423: KEYS_PENDING},
+    "stuck": (KEYS_STUCK_AFTER, KEYS_STUCK_HINT),
+}
 CREDENTIALS_ZIP = "credentials.zip"
 # Zip entries carry a timestamp; a fixed one makes the file depend on its contents only.
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -132,7 +148,7 @@ def _user_repo(
             ) from None
     root = call(
         caller, REPOSERVER, "GET", f"{path}/root.json", accept={200, 404}, deadline=deadline,
-        wait_on={423: KEYS_PENDING}, headers=_tenant(tenant), progress=progress,
+        headers=_tenant(tenant), progress=progress, **KEYS_WAIT,
     )  # fmt: skip
     if root.status == 404:
         said = "created it" if posted_id else "said it exists (409)"
@@ -169,10 +185,7 @@ def _director_repo(
                 f"{DIRECTOR}: POST {path} answered 409 but GET {path}/root.json answers 404"
             )
         return False
-    confirm = call(
-        caller, DIRECTOR, "GET", f"{path}/root.json", accept={200}, wait_on={423: KEYS_PENDING},
-        **kw,
-    )  # fmt: skip
+    confirm = call(caller, DIRECTOR, "GET", f"{path}/root.json", accept={200}, **KEYS_WAIT, **kw)
     _root_document(DIRECTOR, "admin/repo/root.json", confirm.body)
     return True
 
@@ -187,11 +200,10 @@ def _targets_pair(
 ) -> tuple[str, str, str]:
     base = f"/api/v1/root/{repo_id}"
     kw: dict[str, Any] = {"deadline": deadline, "headers": _tenant(tenant), "progress": progress}
-    call(caller, KEYSERVER, "GET", base, accept={200}, wait_on={423: KEYS_PENDING}, **kw)
+    call(caller, KEYSERVER, "GET", base, accept={200}, **KEYS_WAIT, **kw)
     pairs = call(
-        caller, KEYSERVER, "GET", f"{base}/keys/targets/pairs", accept={200},
-        wait_on={423: KEYS_PENDING}, **kw,
-    )  # fmt: skip
+        caller, KEYSERVER, "GET", f"{base}/keys/targets/pairs", accept={200}, **KEYS_WAIT, **kw
+    )
     signed = root["signed"]
     try:
         keyids = signed["roles"]["targets"]["keyids"]
@@ -209,11 +221,62 @@ def _targets_pair(
         ) from None
     for keytype, public, private in candidates:
         if public.strip() in publics:
+            try:
+                check_key_pair(keytype, public, private)
+            except ValueError as e:
+                raise ServiceError(
+                    f"{KEYSERVER}: the targets key pair of repo {repo_id}: {e}"
+                ) from None
             return keytype, public, private
     raise ServiceError(
         f"{KEYSERVER}: none of the {len(candidates)} targets key pair(s) of repo {repo_id} is "
         "the targets key in root.json"
     )
+
+
+def check_key_pair(keytype: str, public: str, private: str) -> None:
+    """Raise ValueError (never quoting a key) unless `private` belongs to `public` and both
+    are in the form ota-tuf writes and garage-sign reads (ota-tuf 1d0d714
+    libtuf/.../crypt/TufCrypto.scala): RSA as PEM, the public key SubjectPublicKeyInfo of
+    at least 2048 bits, the private key PKCS#1 ("RSA PRIVATE KEY": `parsePrivate` wants a
+    PEM key pair); ED25519 as hex, 32 public bytes, private = seed (32 bytes) followed by
+    the public key; ECPRIME256V1 as hex DER (SubjectPublicKeyInfo, PKCS#8)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    try:
+        if keytype == "RSA":
+            if "-----BEGIN RSA PRIVATE KEY-----" not in private:
+                raise ValueError("the RSA private key is not a PKCS#1 PEM (garage-sign needs one)")
+            pub = serialization.load_pem_public_key(public.encode())
+            priv = serialization.load_pem_private_key(private.encode(), password=None)
+            if not isinstance(pub, rsa.RSAPublicKey) or not isinstance(priv, rsa.RSAPrivateKey):
+                raise ValueError("keytype RSA but the keys are not RSA keys")
+            if pub.key_size < 2048:
+                raise ValueError(f"the RSA key has {pub.key_size} bits (at least 2048 needed)")
+            same = priv.public_key().public_numbers() == pub.public_numbers()
+        elif keytype == "ED25519":
+            pub_bytes, priv_bytes = bytes.fromhex(public), bytes.fromhex(private)
+            if len(pub_bytes) != 32 or len(priv_bytes) < 32:
+                raise ValueError("the ED25519 keys do not have 32 bytes")
+            seed = ed25519.Ed25519PrivateKey.from_private_bytes(priv_bytes[:32])
+            same = seed.public_key().public_bytes(*raw) == pub_bytes
+        elif keytype == "ECPRIME256V1":
+            ec_pub = serialization.load_der_public_key(bytes.fromhex(public))
+            ec_priv = serialization.load_der_private_key(bytes.fromhex(private), password=None)
+            if not isinstance(ec_pub, ec.EllipticCurvePublicKey) or not isinstance(
+                ec_priv, ec.EllipticCurvePrivateKey
+            ):
+                raise ValueError("keytype ECPRIME256V1 but the keys are not EC keys")
+            same = ec_priv.public_key().public_numbers() == ec_pub.public_numbers()
+        else:
+            raise ValueError(f"unknown keytype {keytype!r} (ota-tuf: RSA, ED25519, ECPRIME256V1)")
+    except (TypeError, UnsupportedAlgorithm) as e:
+        raise ValueError(f"the {keytype} keys cannot be read ({type(e).__name__})") from None
+    if not same:
+        raise ValueError(f"the {keytype} private key does not belong to the public key")
 
 
 def fetch_repo_keys(

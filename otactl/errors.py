@@ -4,7 +4,8 @@ Exit codes (documented in the README):
   1  generic failure            2  bad input (values, arguments, files; GKE 400)
   3  PKI refused (would overwrite, missing CA, bad key)
   4  cluster or Google API unreachable
-  5  credentials missing or rejected (Kubernetes or Google 401, no ADC)
+  5  credentials missing or rejected (Kubernetes or Google 401, no ADC; an OTA service's own
+     401/403: it asks for a token, i.e. it runs with OAuth)
   6  permission refused (Kubernetes RBAC or Google IAM 403)
   7  a wait ran out of time
   8  a service answered with an error it should not
@@ -70,6 +71,14 @@ class ServiceError(OtactlError):
     """An OTA service answered with an error that is not part of the plan."""
 
     exit_code = 8
+
+
+class ServiceAuthRefused(ServiceError):
+    """An OTA service itself (not the API server in front of it) answered 401 or 403: it
+    wants a token, which means the deployment runs it with OAuth (its default when
+    AUTH_PROTOCOL is not set). A configuration error, not a transient one."""
+
+    exit_code = 5
 
 
 class GkeError(OtactlError):

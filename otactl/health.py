@@ -1,8 +1,14 @@
 """Health of the OTA services, through the API server's service proxy.
 
-Each Scala service answers `GET /health` (200 `{"status":"OK"}`, or 503 with a map of its
-failing checks) and `GET /health/dependencies` (same shape, 502 on failure; before mid-2018
-`{"<name>":{"status":"up"}}`). A 503 whose body is a Kubernetes Status comes from the API
+Each Scala service answers `GET /health` and `GET /health/dependencies` through libats'
+HealthResource (libats e12f057, the copy campaigner, treehub, web-events and ota-tuf pin;
+0.4.0-4/-6 of device-registry and director have the same code,
+libats-http/.../http/HealthResource.scala): 200 `{"status":"OK"}` when every check is up,
+else 503 (502 for dependencies) with every check by name, `{"db":{"status":"down",
+"cause":"<the exception's message>"},...}` (DbHealthCheck, libats-slick/.../monitoring/
+DbHealthCheck.scala, is named "db"; a dependency is named by its URI). When the checks
+cannot even run: 503 `{"status":"DOWN"}`. Before mid-2018 dependencies answered 200 with
+`{"<name>":{"status":"up"}}`. A 503 whose body is a Kubernetes Status comes from the API
 server (no ready pods behind the Service), not from the service: the reasons say which.
 """
 
@@ -19,22 +25,24 @@ from otactl.retry import Deadline, Progress, Reporter, explain
 if TYPE_CHECKING:
     from otactl.service_api import Response, ServiceCaller
 
-# Service → the path that tells whether it can do its job. tuf-reposerver is useless while
-# tuf-keyserver (its dependency) is down, and only /health/dependencies says so; the
-# others' /health covers their database and Kafka.
-CHECKS: dict[str, str] = {
-    "app": "/health",
-    "campaigner": "/health",
-    "campaigner-daemon": "/health",
-    "device-registry": "/health",
-    "device-registry-daemon": "/health",
-    "director": "/health",
-    "director-daemon": "/health",
-    "tuf-keyserver": "/health",
-    "tuf-keyserver-daemon": "/health",
-    "tuf-reposerver": "/health/dependencies",
-    "treehub": "/health",
-    "web-events": "/health",
+# Service → the paths that tell whether it can do its job, asked in order until one fails.
+# /health runs the service's own checks (its database), /health/dependencies only the
+# services it calls. tuf-reposerver is useless while tuf-keyserver is down, and only
+# /health/dependencies says so (ota-tuf 1d0d714 reposerver/.../Boot.scala: its one
+# dependency check is tuf-keyserver); its database is in /health only: it needs both.
+CHECKS: dict[str, tuple[str, ...]] = {
+    "app": ("/health",),
+    "campaigner": ("/health",),
+    "campaigner-daemon": ("/health",),
+    "device-registry": ("/health",),
+    "device-registry-daemon": ("/health",),
+    "director": ("/health",),
+    "director-daemon": ("/health",),
+    "tuf-keyserver": ("/health",),
+    "tuf-keyserver-daemon": ("/health",),
+    "tuf-reposerver": ("/health", "/health/dependencies"),
+    "treehub": ("/health",),
+    "web-events": ("/health",),
 }
 HEALTHY_WORDS = {"ok", "up"}
 
@@ -46,8 +54,8 @@ class HealthResult:
     http_status: int | None  # None when the API server could not be reached at all
     latency_ms: float
     reason: str
-    path: str
-    failing: dict[str, str] = field(default_factory=dict)  # check → its status/message
+    path: str  # the path that failed, or the last one asked
+    failing: dict[str, str] = field(default_factory=dict)  # check → its status and cause
 
     @property
     def status(self) -> str:
@@ -91,17 +99,26 @@ def _check_status(value: Any) -> str | None:
 
 
 def failing_checks(body: Any) -> dict[str, str]:
-    """Checks whose status is not OK/up, from either health format."""
+    """Checks whose status is not OK/up, with their cause, from either health format."""
     if not isinstance(body, dict) or {"code", "description"} <= body.keys():
         return {}  # not health checks: the services' error shape (libats ErrorRepresentation)
+    if isinstance(body.get("status"), str):
+        return {}  # an overall status ({"status":"DOWN"}: the checks could not run)
     out = {}
     for name, value in body.items():
         word = _check_status(value)
         if word is not None and word.lower() in HEALTHY_WORDS:
             continue
-        message = value.get("message") if isinstance(value, dict) else None
-        out[str(name)] = f"{word or value}" + (f": {message}" if message else "")
+        # libats says why in "cause"; "message" is kept for other health endpoints.
+        cause = (value.get("cause") or value.get("message")) if isinstance(value, dict) else None
+        out[str(name)] = f"{word or value}" + (f": {_short(str(cause))}" if cause else "")
     return out
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """One line of at most `limit` characters (causes can be long exception texts)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _judge(service: str, path: str, resp: Response, latency_ms: float) -> HealthResult:
@@ -130,6 +147,9 @@ def _judge(service: str, path: str, resp: Response, latency_ms: float) -> Health
     if failing:
         listed = ", ".join(f"{k} {v}" for k, v in failing.items())
         return result(False, f"{service} answered {resp.status}: failing {listed}", failing)
+    if isinstance(body, dict) and isinstance(body.get("status"), str) and len(body) == 1:
+        word = body["status"]
+        return result(False, f"{service} answered {resp.status} with status {word}")
     return result(False, explain(service, resp))
 
 
@@ -139,14 +159,18 @@ def check_one(
     *,
     clock: Callable[[], float] = time.perf_counter,
 ) -> HealthResult:
-    """One health request to `service` (a name from `CHECKS`)."""
-    path = CHECKS[service]
+    """The health requests of `service` (a name from `CHECKS`), up to the first failure;
+    the latency is the sum of the requests'."""
     start = clock()
-    try:
-        resp = caller("GET", service, path)
-    except ClusterUnreachable as e:
-        return HealthResult(service, False, None, (clock() - start) * 1000, str(e), path)
-    return _judge(service, path, resp, (clock() - start) * 1000)
+    for path in CHECKS[service]:
+        try:
+            resp = caller("GET", service, path)
+        except ClusterUnreachable as e:
+            return HealthResult(service, False, None, (clock() - start) * 1000, str(e), path)
+        result = _judge(service, path, resp, (clock() - start) * 1000)
+        if not result.ok:
+            return result
+    return result
 
 
 def check(caller: ServiceCaller, services: Iterable[str] | None = None) -> list[HealthResult]:

@@ -41,8 +41,24 @@ class Response:
         successful answer, which may hold keys)."""
         if self.from_apiserver:
             return f"API server {self.status}: {self.json().get('message', '')}".strip()
+        if self.status >= 400:
+            error = self._error_representation()
+            if error is not None:
+                return f"HTTP {self.status} {error[0]}: {error[1][:200]}"
         text = self.body[:200].decode(errors="replace").strip()
         return f"HTTP {self.status}" + (f": {text}" if text and self.status >= 400 else "")
+
+    def _error_representation(self) -> tuple[str, str] | None:
+        """(code, description) of the services' error body, libats' ErrorRepresentation
+        (`{"code","description","cause","errorId"}`, libats e12f057
+        libats/.../data/Errors.scala), whose random errorId is left out of messages."""
+        try:
+            data = json.loads(self.body)
+        except ValueError:
+            return None
+        if isinstance(data, dict) and {"code", "description"} <= data.keys():
+            return str(data["code"]), " ".join(str(data["description"]).split())
+        return None
 
 
 class ServiceCaller(Protocol):

@@ -14,10 +14,39 @@ from service_fakes import FakeClock, apiserver, no_endpoints, script, service
 
 from otactl import credentials
 from otactl.credentials import BasicAuth, PublicUrls
-from otactl.errors import ServiceError, WaitTimeout
+from otactl.errors import ServiceAuthRefused, ServiceError, WaitTimeout
 
 REPO = "6a3f2bd8-5b4e-4bd4-9a44-52d0d1c7a0e1"
-PUB, PRIV = "ab" * 32, "cd" * 32
+
+
+def ed25519_pair() -> tuple[str, str]:
+    """An ED25519 pair as ota-tuf encodes it (TufCrypto.scala): the public key's 32 bytes
+    in hex; the private key: seed, then public key, in hex."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    seed, pub = key.private_bytes_raw(), key.public_key().public_bytes_raw()
+    return pub.hex(), (seed + pub).hex()
+
+
+def rsa_pair(bits: int = 2048, fmt: str = "TraditionalOpenSSL") -> tuple[str, str]:
+    """An RSA pair as ota-tuf encodes it: PEM SubjectPublicKeyInfo, PKCS#1 private PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        getattr(serialization.PrivateFormat, fmt),
+        serialization.NoEncryption(),
+    )
+    return public.decode(), private.decode()
+
+
+PUB, PRIV = ed25519_pair()
 ROOT = {
     "signed": {
         "_type": "root",
@@ -100,11 +129,9 @@ def test_second_run_409_is_fine_and_director_not_posted() -> None:
     ("key", "answer", "expect"),
     [
         (USER_REPO, service(400, {"code": "invalid_entity", "description": "bad"}), "HTTP 400"),
-        (USER_REPO, service(401, {"code": "unauthorized"}), "HTTP 401"),
         # 409 is fine for POST user_repo only.
         (USER_ROOT, service(409, {"code": "conflicting_entity"}), "HTTP 409"),
         (KEY_ROOT, service(404, {"code": "missing_entity"}), "HTTP 404"),
-        (KEY_PAIRS, service(403, {"code": "forbidden"}), "HTTP 403"),
         (DIR_REPO, service(400, {"code": "invalid"}), "HTTP 400"),
         (USER_REPO, apiserver(404, 'services "tuf-reposerver" not found', "NotFound"),
          "Service tuf-reposerver not found"),
@@ -153,7 +180,7 @@ def test_no_endpoints_and_5xx_are_retried_and_explained() -> None:
     assert keys.repo_id == REPO
     assert "no ready endpoints for service tuf-reposerver" in progress[0]
     assert "the API server could not reach tuf-reposerver" in progress[1]
-    assert "tuf-reposerver answered HTTP 503: " in progress[2]
+    assert "tuf-reposerver answered HTTP 503 service_unavailable: starting" in progress[2]
 
 
 def test_keys_pending_forever_times_out_with_the_reason() -> None:
@@ -261,3 +288,131 @@ def test_for_values_needs_the_server_ca_and_the_kept_password(tmp_path: Path) ->
         auth = json.loads(zf.read("treehub.json"))["basic_auth"]
         assert auth == {"user": values.reverse_proxy.user, "password": password}
         assert zf.read("server_ca.pem") == (server_dir / "server_ca.pem").read_bytes()
+
+
+# --------------------------------------------------------------------------- issue 9
+
+
+def test_a_services_own_401_or_403_is_a_configuration_error_at_once() -> None:
+    # libats-auth without a token: AuthorizationFailedRejection, akka's default text.
+    refused = service(403, b"The supplied authentication is not authorized to access this resource")
+    for key, status in ((USER_REPO, 403), (KEY_PAIRS, 401)):
+        answers = fresh()
+        answers[key] = [service(status, refused.body)]
+        with pytest.raises(ServiceAuthRefused) as e:
+            run(answers)
+        msg = str(e.value)
+        assert msg.startswith(f"{key[1]}: {key[0]} {key[2]}: refused with {status}: ")
+        assert "a configuration error" in msg and "AUTH_PROTOCOL is not set" in msg
+        assert "\n" not in msg and e.value.exit_code == 5
+    # The API server's own 403 (RBAC) is not the service's: kube raises it, exit 6.
+
+
+# ota-tuf 1d0d714 keyserver http/Errors.scala KeyGenerationFailed: 500, the ERROR
+# requests' descriptions ("<exception class>|<message>") by key generation request id.
+KEYGEN_FAILED = {
+    "code": "key_generation_failed",
+    "description": "Could not generate keys",
+    "cause": {
+        "c0ffee00-0000-4000-8000-000000000001": "SlickCryptoError|invalid password length",
+        "c0ffee00-0000-4000-8000-000000000002": "SlickCryptoError|invalid password length",
+    },
+    "errorId": "c0ffee00-0000-4000-8000-00000000000f",
+}
+# ...and through the reposerver: 502 with the keyserver's error as cause (libats e12f057
+# ServiceHttpClient, ErrorHandler.onRemoteServiceError).
+KEYGEN_FAILED_502 = {
+    "code": "key_generation_failed",
+    "description": "KeyserverHttpClient|Unexpected response from remote server at "
+    f"http://tuf-keyserver:80/api/v1/root/{REPO}|GET|500|Could not generate keys",
+    "cause": KEYGEN_FAILED,
+    "errorId": "c0ffee00-0000-4000-8000-00000000001f",
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "answer"),
+    [(USER_ROOT, service(502, KEYGEN_FAILED_502)), (KEY_ROOT, service(500, KEYGEN_FAILED))],
+)
+def test_key_generation_failed_fails_fast_with_its_reason(key: tuple, answer: object) -> None:
+    answers = fresh()
+    answers[key] = [answer]
+    with pytest.raises(ServiceError) as e:
+        run(answers, timeout=300)
+    msg = str(e.value)
+    assert msg == (
+        f"{key[1]}: {key[0]} {key[2]}: {key[1]} answered {answer.status} "  # type: ignore[attr-defined]
+        "key_generation_failed: key generation failed: SlickCryptoError|invalid password length"
+    )
+    # At once: one request, no pause.
+    caller = script(*((*k, v) for k, v in answers.items()))
+    with pytest.raises(ServiceError):
+        credentials.fetch_repo_keys(caller, "default", timeout=300)
+    assert caller.paths().count(key) == 1
+
+
+def test_a_long_run_of_423_names_the_key_generation_daemon() -> None:
+    answers = fresh()
+    answers[USER_ROOT] = [service(423, {"code": "keys_not_ready"})]
+    with pytest.raises(WaitTimeout) as e:
+        run(answers, timeout=60)
+    msg = str(e.value)
+    assert "keys are still being generated (tuf-reposerver answered 423) for over 20s: " in msg
+    assert "tuf-keyserver-daemon" in msg and "is likely not running" in msg
+    # A short wait does not blame the daemon.
+    with pytest.raises(WaitTimeout) as short:
+        run(answers, timeout=10)
+    assert "daemon" not in str(short.value)
+
+
+def test_rsa_pair_end_to_end_and_the_key_pair_check() -> None:
+    public, private = rsa_pair()
+    root = json.loads(ROOT_BYTES)
+    root["signed"]["keys"]["k-targets"] = {"keytype": "RSA", "keyval": {"public": public}}
+    answers = fresh()
+    answers[USER_ROOT] = [service(200, root, {"x-ats-tuf-repo-id": REPO})]
+    answers[KEY_PAIRS] = [
+        service(200, [{"keytype": "RSA", "keyval": {"public": public, "private": private}}])
+    ]
+    keys, *_ = run(answers)
+    data = credentials.build_zip(keys, URLS, b"CA\n", AUTH)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        # garage-sign reads these with TufCodecs' key decoders (keytype, keyval).
+        assert json.loads(zf.read("targets.pub")) == {
+            "keytype": "RSA",
+            "keyval": {"public": public},
+        }
+        sec = json.loads(zf.read("targets.sec"))
+    assert sec == {"keytype": "RSA", "keyval": {"private": private}}
+    assert sec["keyval"]["private"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+
+def test_key_pair_check_refuses_what_garage_sign_cannot_use() -> None:
+    check = credentials.check_key_pair
+    public, private = rsa_pair()
+    check("RSA", public, private)
+    other_public, _ = rsa_pair()
+    with pytest.raises(ValueError, match="does not belong to the public key"):
+        check("RSA", other_public, private)
+    _, pkcs8 = rsa_pair(fmt="PKCS8")
+    with pytest.raises(ValueError, match="not a PKCS#1 PEM"):
+        check("RSA", public, pkcs8)
+    small_pub, small_priv = rsa_pair(bits=1024)
+    with pytest.raises(ValueError, match="1024 bits"):
+        check("RSA", small_pub, small_priv)
+    check("ED25519", PUB, PRIV)
+    check("ED25519", PUB, PRIV[:64])  # the seed alone, as older keyservers wrote it
+    with pytest.raises(ValueError, match="does not belong"):
+        check("ED25519", ed25519_pair()[0], PRIV)
+    with pytest.raises(ValueError, match="unknown keytype"):
+        check("DSA", PUB, PRIV)
+    # Never a key in the message.
+    for bad in (("RSA", public, "junk"), ("ED25519", PUB, "zz" * 32)):
+        with pytest.raises(ValueError) as e:
+            check(*bad)
+        assert PRIV not in str(e.value) and private not in str(e.value)
+    answers = fresh()
+    stranger = {"public": PUB, "private": ed25519_pair()[1]}
+    answers[KEY_PAIRS] = [service(200, [{"keytype": "ED25519", "keyval": stranger}])]
+    with pytest.raises(ServiceError, match=r"targets key pair of repo .*does not belong"):
+        run(answers)

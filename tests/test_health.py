@@ -10,10 +10,17 @@ from otactl import health
 from otactl.errors import ConfigError, WaitTimeout
 
 DOWN = {"database": {"status": "DOWN", "message": "connection refused"}}
+# libats e12f057 HealthResource: every check by name, a failing one with its cause.
+DB_CAUSE = "database - Connection is not available, request timed out after 1000ms."
+DB_DOWN = {"db": {"status": "down", "cause": DB_CAUSE}}
+OK = {"status": "OK"}
 
 
 def one(answer: object, name: str = "director") -> health.HealthResult:
-    caller = script(("GET", name, health.CHECKS[name], [answer]))
+    """`answer` to the service's last health path, OK to the ones before it."""
+    *before, last = health.CHECKS[name]
+    caller = script(*[("GET", name, p, [service(200, OK)]) for p in before],
+                    ("GET", name, last, [answer]))  # fmt: skip
     return health.check_one(caller, name)
 
 
@@ -30,6 +37,18 @@ def test_service_503_names_its_failing_checks() -> None:
     assert r.failing == {"database": "DOWN: connection refused"}
 
 
+def test_libats_failure_shows_each_down_check_with_its_cause() -> None:
+    r = one(service(503, {**DB_DOWN, "kafka": {"status": "up"}}))
+    assert (r.ok, r.http_status, r.failing) == (False, 503, {"db": f"down: {DB_CAUSE}"})
+    assert r.reason == f"director answered 503: failing db down: {DB_CAUSE}"
+    # A long cause (an exception text) is one line, cut.
+    long = one(service(503, {"db": {"status": "down", "cause": "x\n" * 300}}))
+    assert "\n" not in long.reason and len(long.failing["db"]) < 220
+    # The checks could not even run: libats answers 503 {"status":"DOWN"}.
+    broken = one(service(503, {"status": "DOWN"}))
+    assert not broken.failing and broken.reason == "director answered 503 with status DOWN"
+
+
 def test_apiserver_503_is_not_the_service() -> None:
     r = one(no_endpoints("director"))
     assert not r.ok and r.http_status == 503 and not r.failing
@@ -40,10 +59,22 @@ def test_apiserver_503_is_not_the_service() -> None:
     )
 
 
-def test_reposerver_uses_dependencies_and_its_502() -> None:
-    assert health.CHECKS["tuf-reposerver"] == "/health/dependencies"
-    r = one(service(502, DOWN), "tuf-reposerver")
+def test_reposerver_needs_its_own_health_and_its_dependencies() -> None:
+    assert health.CHECKS["tuf-reposerver"] == ("/health", "/health/dependencies")
+    keyserver_down = {"http://tuf-keyserver:80": {"status": "down", "cause": "HttpResponse(503)"}}
+    r = one(service(502, keyserver_down), "tuf-reposerver")
     assert not r.ok and r.path == "/health/dependencies" and "answered 502" in r.reason
+    assert r.failing == {"http://tuf-keyserver:80": "down: HttpResponse(503)"}
+    # Its database is only in /health (dependencies answer 200 without it): asked first.
+    caller = script(
+        ("GET", "tuf-reposerver", "/health", [service(503, DB_DOWN)]),
+        ("GET", "tuf-reposerver", "/health/dependencies", [service(200, OK)]),
+    )
+    own = health.check_one(caller, "tuf-reposerver")
+    assert (own.ok, own.path, own.http_status) == (False, "/health", 503)
+    assert caller.paths() == [("GET", "tuf-reposerver", "/health")]
+    both = one(service(200, OK), "tuf-reposerver")
+    assert both.ok and both.path == "/health/dependencies"
 
 
 def test_pre_2018_dependencies_format() -> None:

@@ -79,15 +79,31 @@ def test_up_refuses_in_one_line_when_a_standin_package_is_missing(
     """As after a `pip install` that did not bring the stand-in's packages: nothing starts."""
     hide = tmp_path / "hide"
     hide.mkdir()
-    # Python runs sitecustomize at start: `tuf` is then not importable (find_spec: None).
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['tuf'] = None\n")
+    # Python runs sitecustomize at start: `kubernetes` is then not importable (find_spec: None).
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['kubernetes'] = None\n")
     monkeypatch.setenv("PYTHONPATH", str(hide))
     state_dir = tmp_path / "generated" / "local"
     opts = localcluster.ClusterOptions(state_dir, api_port=0, control_port=0)
     with pytest.raises(LocalClusterError) as e:
         localcluster.up(opts)
     assert str(e.value) == (
-        "the local cluster's OTA services stand-in needs the Python packages tuf "
+        "the local cluster's OTA services stand-in needs the Python packages kubernetes "
         "(reinstall otactl: pip install .)"
     )
     assert not (state_dir / "state.json").exists()
+
+
+def test_standin_key_knobs() -> None:
+    sys.path.insert(0, str(ROOT / "contrib" / "local-cluster" / "standin"))
+    try:
+        import standin
+    finally:
+        sys.path.pop(0)
+    assert standin.DEFAULT_KNOBS["user_repo_key_type"] == "RSA"  # ota-tuf's KeyType.default
+    knobs = standin._merge_knobs(
+        standin.DEFAULT_KNOBS, {"user_repo_key_type": "ED25519", "keygen_error": "E|boom"}
+    )
+    assert (knobs["user_repo_key_type"], knobs["keygen_error"]) == ("ED25519", "E|boom")
+    assert standin._merge_knobs(knobs, {"keygen_error": None})["keygen_error"] is None
+    with pytest.raises(ValueError, match="user_repo_key_type must be one of"):
+        standin._merge_knobs(standin.DEFAULT_KNOBS, {"user_repo_key_type": "DSA"})

@@ -193,11 +193,9 @@ def register(app: typer.Typer) -> None:
         # Said once the bundles are made, so that a refused argument stays a one-line error.
         warnings = bundle.fit_warnings(opts.device.format, opts.device)
         service_cmd.check_push_options(name is not None, push)
-        registered: list[int] = []
-        hook = None
+        cluster = None
         if register_:
             cluster = service_cmd.connect_for_registration(kubeconfig, context)
-            hook = service_cmd.registration_hook(st, cluster, registered)
             if port is None:  # the gateway as the cluster really exposes it
                 from otactl.deploy import exposed_gateway_url
 
@@ -208,7 +206,10 @@ def register(app: typer.Typer) -> None:
             spec = bundle.DeviceSpec(
                 bundle.validate_name(name), bundle.validate_uuid(uuid) if uuid else None
             )
-            result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
+            with service_cmd.registering(st, cluster) as registrar:
+                hook = service_cmd.registration_hook(registrar)
+                result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
+            registered = registrar.registered if registrar else 0
             pushed = (
                 service_cmd.push_device(result, push, ssh_key, insecure_accept_host_key)
                 if push
@@ -239,13 +240,16 @@ def register(app: typer.Typer) -> None:
             assert count is not None and prefix is not None
             specs = bundle.specs_from_count(prefix, count, start)
             total = count
-        summary = _run_batch(st, specs, opts, workers, total, output, hook)
+        with service_cmd.registering(st, cluster) as registrar:
+            hook = service_cmd.registration_hook(registrar)
+            summary = _run_batch(st, specs, opts, workers, total, output, hook)
+        registered = registrar.registered if registrar else 0
         if output is Output.json:
-            emit_json(summary.as_json() | ({"registered": len(registered)} if register_ else {}))
+            emit_json(summary.as_json() | ({"registered": registered} if register_ else {}))
         else:
             info(f"created {summary.created}, skipped {summary.skipped} (existing)")
             if register_:
-                info(f"registered {len(registered)} in device-registry")
+                info(f"registered {registered} in device-registry")
             echo(str(summary.manifest))
         for w in warnings:
             info(f"warning: {w}")

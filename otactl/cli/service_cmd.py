@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from otactl.bundle import BundleInfo, Hook
     from otactl.health import HealthResult
     from otactl.kube import Cluster
+    from otactl.registry import Registrar
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
 
@@ -50,18 +53,30 @@ def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cl
         raise ConfigError(f"{e} (or --no-register: bundles only)") from e
 
 
-def registration_hook(st: State, cluster: Cluster, count: list[int]) -> Hook:
-    """A bundle hook that registers each bundle's device in device-registry, all through
-    one connection (one `ServiceCaller`). `count` gets one entry per registration."""
-    from otactl.registry import register_device
+@contextmanager
+def registering(st: State, cluster: Cluster | None) -> Iterator[Registrar | None]:
+    """Registration in device-registry for new-device (None when `cluster` is None): a
+    `Registrar` on one connection; leaving the block waits for every registration and
+    raises the first failure."""
+    if cluster is None:
+        yield None
+        return
+    from otactl.registry import Registrar
 
     values = st.values()
-    caller = cluster.service_caller(values.namespace)
+    with Registrar(cluster.service_caller(values.namespace), values.tenant) as registrar:
+        yield registrar
+        registrar.finish()
+
+
+def registration_hook(registrar: Registrar | None) -> Hook | None:
+    """A bundle hook that queues each bundle's device for registration."""
+    if registrar is None:
+        return None
 
     def hook(bundle: BundleInfo) -> None:
         client_pem = (bundle.path / "client.pem").read_bytes()
-        register_device(caller, values.tenant, bundle.uuid, bundle.name, bundle.name, client_pem)
-        count.append(1)
+        registrar.submit(bundle.uuid, bundle.name, bundle.name, client_pem)
 
     return hook
 

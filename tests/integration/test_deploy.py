@@ -153,6 +153,8 @@ def test_a_service_that_never_becomes_healthy_fails_up_with_the_reason(
     assert last.startswith("error: ")
     assert "tuf-keyserver" in last and "503" in last
     assert "director" not in last.split("not healthy")[-1]  # healthy ones are not blamed
+    # The cause the service gives (libats: {"db":{"status":"down","cause":...}}).
+    assert "tuf-keyserver answered 503: failing db down: database - Connection is not" in last
 
 
 def test_keys_still_generating_is_waited_for(deployment: Deployment, standin):  # type: ignore[no-untyped-def]

@@ -10,17 +10,29 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from otactl import localcluster
 from otactl.errors import LocalClusterError
+from tests.tuf_check import verify_root
 
 from .conftest import LocalCluster, StandinKnobs
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def standin_module() -> Any:
+    """standin.py itself, for its constants."""
+    sys.path.insert(0, str(ROOT / "contrib" / "local-cluster" / "standin"))
+    try:
+        import standin
+    finally:
+        sys.path.pop(0)
+    return standin
 
 
 def _otactl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -223,7 +235,9 @@ def test_service_proxy_reaches_standin_health(
     _service(local_cluster, namespace, "director", replicas=2)
     r = local_cluster.proxy("GET", namespace, "director", "/health")
     assert (r.status, r.json()) == (200, {"status": "OK"})
-    assert local_cluster.proxy("GET", namespace, "director", "/health/dependencies").status == 200
+    # director's one dependency is tuf-keyserver, absent from this namespace.
+    deps = local_cluster.proxy("GET", namespace, "director", "/health/dependencies")
+    assert deps.status == 502 and list(deps.json()) == ["http://tuf-keyserver:80"]
     version = local_cluster.proxy("GET", namespace, "director", "/health/version")
     assert version.status == 200 and version.json()["name"] == "director"
     # The same path through kubectl: what a user would type.
@@ -241,13 +255,15 @@ def test_warmup_then_healthy(
 ) -> None:
     standin.set(warmup_seconds={"tuf-keyserver": 3})
     _service(local_cluster, namespace, "tuf-keyserver")
+    # The warm-up counts from now, however long the Deployment took on a busy machine.
+    assert standin.restart("tuf-keyserver") >= 1
     r = local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health")
     assert r.status == 503
-    failing = r.json()
-    assert failing["database"]["status"] == "DOWN"  # a map of failing checks
-    assert (
-        local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health/dependencies").status == 502
-    )
+    # libats' shape: every check by name, a failing one with its cause.
+    assert r.json() == {"db": {"status": "down", "cause": standin_module().DB_DOWN_CAUSE}}
+    # tuf-keyserver has no dependency checks: its /health/dependencies is always 200.
+    deps = local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health/dependencies")
+    assert (deps.status, deps.json()) == (200, {"status": "OK"})
     deadline = time.monotonic() + 10
     while local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health").status != 200:
         assert time.monotonic() < deadline, "warm-up did not end"
@@ -255,6 +271,22 @@ def test_warmup_then_healthy(
     # A restart starts the warm-up again.
     assert standin.restart("tuf-keyserver") == 1
     assert local_cluster.proxy("GET", namespace, "tuf-keyserver", "/health").status == 503
+
+
+def test_dependencies_of_reposerver_follow_the_keyserver(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    _service(local_cluster, namespace, "tuf-reposerver")
+    _service(local_cluster, namespace, "tuf-keyserver")
+    deps = "/health/dependencies"
+    assert local_cluster.proxy("GET", namespace, "tuf-reposerver", deps).status == 200
+    standin.set(never_healthy=["tuf-keyserver"])
+    r = local_cluster.proxy("GET", namespace, "tuf-reposerver", deps)
+    assert r.status == 502
+    [(name, check)] = r.json().items()
+    assert name == "http://tuf-keyserver:80" and check["status"] == "down" and check["cause"]
+    # Its own database is fine: /health says so.
+    assert local_cluster.proxy("GET", namespace, "tuf-reposerver", "/health").status == 200
 
 
 def test_never_healthy_and_bursts(
@@ -274,14 +306,11 @@ def test_never_healthy_and_bursts(
 def test_reposerver_user_repo_409_423_and_signed_root(
     local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
 ) -> None:
-    from tuf.api.metadata import Metadata, Root
-    from tuf.api.serialization.json import CanonicalJSONSerializer
-
     standin.set(keygen_delay_seconds=2)
     _service(local_cluster, namespace, "tuf-reposerver")
     hdr = {"x-ats-namespace": "default"}
     before = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
-    assert before.status == 404
+    assert (before.status, before.json()["code"]) == (404, "no_repo_for_namespace")
     created = local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}, hdr)
     assert created.status == 200
     repo_id = created.json()
@@ -289,7 +318,7 @@ def test_reposerver_user_repo_409_423_and_signed_root(
     again = local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}, hdr)
     assert again.status == 409
     pending = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
-    assert pending.status == 423
+    assert (pending.status, pending.json()["code"]) == (423, "keys_not_ready")
     deadline = time.monotonic() + 10
     while True:
         root = local_cluster.proxy(
@@ -301,11 +330,10 @@ def test_reposerver_user_repo_409_423_and_signed_root(
         time.sleep(0.3)
     headers = {k.lower(): v for k, v in root.headers.items()}
     assert headers["x-ats-tuf-repo-id"] == repo_id
-    md = Metadata[Root].from_bytes(root.body)
-    md.signed.verify_delegate(
-        Root.type, CanonicalJSONSerializer().serialize(md.signed), md.signatures
-    )
-    assert set(md.signed.roles) == {"root", "targets", "snapshot", "timestamp"}
+    signed = verify_root(root.body)["signed"]
+    assert set(signed["roles"]) == {"root", "targets", "snapshot", "timestamp"}
+    # RSA unless the POST names a keyType (ota-tuf's KeyType.default).
+    assert {k["keytype"] for k in signed["keys"].values()} == {"RSA"}
     assert standin.state()["user_repos"] == {"default": repo_id}
     # Repos are per tenant (x-ats-namespace): another tenant has none yet.
     other = {"x-ats-namespace": "other"}
@@ -318,30 +346,31 @@ def test_reposerver_user_repo_409_423_and_signed_root(
 def test_root_signature_fails_when_tampered(
     local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
 ) -> None:
-    from tuf.api.exceptions import UnsignedMetadataError
-    from tuf.api.metadata import Metadata, Root
-    from tuf.api.serialization.json import CanonicalJSONSerializer
+    from cryptography.exceptions import InvalidSignature
 
     standin.set(keygen_delay_seconds=0)
     _service(local_cluster, namespace, "tuf-reposerver")
-    assert (
-        local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}).status
-        == 200
-    )
+    # The POST's keyType picks the key type (CreateRepositoryRequest).
+    body = {"keyType": "ED25519"}
+    created = local_cluster.proxy("POST", namespace, "tuf-reposerver", "/api/v1/user_repo", body)
+    assert created.status == 200
     root = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
-    md = Metadata[Root].from_bytes(root.body)
-    md.signed.version += 1
-    with pytest.raises(UnsignedMetadataError):
-        md.signed.verify_delegate(
-            Root.type, CanonicalJSONSerializer().serialize(md.signed), md.signatures
-        )
+    doc = verify_root(root.body)
+    assert {k["keytype"] for k in doc["signed"]["keys"].values()} == {"ED25519"}
+    doc["signed"]["version"] += 1
+    with pytest.raises(InvalidSignature):
+        verify_root(json.dumps(doc).encode())
+    other = {"x-ats-namespace": "other"}
+    bad = local_cluster.proxy(
+        "POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {"keyType": "DSA"}, other
+    )
+    assert (bad.status, bad.body) == (400, b"Unknown KeyType: DSA")
 
 
 def test_keyserver_423_then_root_and_targets_pair(
     local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
 ) -> None:
-    from securesystemslib.signer import CryptoSigner, SSlibKey
-    from tuf.api.metadata import Metadata, Root
+    from otactl.credentials import check_key_pair
 
     standin.set(keygen_delay_seconds=2)
     _service(local_cluster, namespace, "tuf-reposerver")
@@ -355,30 +384,49 @@ def test_keyserver_423_then_root_and_targets_pair(
         ).status
         == 404
     )
-    assert (
-        local_cluster.proxy("GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}").status
-        == 423
-    )
+    pending = local_cluster.proxy("GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}")
+    assert (pending.status, pending.json()["code"]) == (423, "keys_not_ready")
+    pairs_path = f"/api/v1/root/{repo_id}/keys/targets/pairs"
+    # No signed root stored yet: nothing to list key pairs from.
+    assert local_cluster.proxy("GET", namespace, "tuf-keyserver", pairs_path).status == 404
     time.sleep(2.2)
     root = local_cluster.proxy("GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}")
     assert root.status == 200
-    pairs = local_cluster.proxy(
-        "GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}/keys/targets/pairs"
-    )
+    pairs = local_cluster.proxy("GET", namespace, "tuf-keyserver", pairs_path)
     assert pairs.status == 200
     [pair] = pairs.json()
-    assert pair["keytype"] == "ED25519"
-    # The pair's public key is the root's targets key, and its private key signs for it.
-    md = Metadata[Root].from_bytes(root.body)
-    [targets_keyid] = md.signed.roles["targets"].keyids
-    targets_key = md.signed.keys[targets_keyid]
-    assert isinstance(targets_key, SSlibKey)
-    assert targets_key.keyval["public"] == pair["keyval"]["public"]
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    assert pair["keytype"] == "RSA"
+    assert pair["keyval"]["private"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    # The pair's public key is the root's targets key, and its private key is its own.
+    signed = verify_root(root.body)["signed"]
+    [targets_keyid] = signed["roles"]["targets"]["keyids"]
+    assert signed["keys"][targets_keyid]["keyval"]["public"] == pair["keyval"]["public"]
+    check_key_pair("RSA", pair["keyval"]["public"], pair["keyval"]["private"])
 
-    priv = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(pair["keyval"]["private"]))
-    sig = CryptoSigner(priv, targets_key).sign(b"payload")
-    targets_key.verify_signature(sig, b"payload")
+
+def test_keyserver_key_generation_failed_500_and_502_then_retry(
+    local_cluster: LocalCluster, namespace: str, standin: StandinKnobs
+) -> None:
+    standin.set(keygen_delay_seconds=0, keygen_error="SlickCryptoError|invalid password length")
+    _service(local_cluster, namespace, "tuf-reposerver")
+    _service(local_cluster, namespace, "tuf-keyserver")
+    repo_id = local_cluster.proxy(
+        "POST", namespace, "tuf-reposerver", "/api/v1/user_repo", {}
+    ).json()
+    keys = local_cluster.proxy("GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}")
+    assert keys.status == 500
+    err = keys.json()
+    assert (err["code"], err["description"]) == ("key_generation_failed", "Could not generate keys")
+    assert set(err["cause"].values()) == {"SlickCryptoError|invalid password length"}
+    repo = local_cluster.proxy("GET", namespace, "tuf-reposerver", "/api/v1/user_repo/root.json")
+    assert repo.status == 502
+    assert repo.json()["code"] == "key_generation_failed" and repo.json()["cause"]["cause"]
+    # PUT /api/v1/root/<id>: the failed requests go back to the daemon.
+    retried = local_cluster.proxy("PUT", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}")
+    assert retried.status == 200
+    assert local_cluster.proxy(
+        "GET", namespace, "tuf-keyserver", f"/api/v1/root/{repo_id}"
+    ).status == 200  # fmt: skip
 
 
 def test_director_admin_repo(
@@ -394,7 +442,9 @@ def test_director_admin_repo(
     # What the deployer must avoid: the repeated POST left orphan keys behind.
     assert standin.state()["director_orphan_keys"] == {"default": 1}
     root = local_cluster.proxy("GET", namespace, "director", f"{path}/root.json")
-    assert root.status == 200 and root.json()["signed"]["_type"] == "root"
+    assert root.status == 200 and root.json()["signed"]["_type"] == "Root"
+    # The director's repo is ED25519 (director eb75c8b RepositoryCreation.scala).
+    assert {k["keytype"] for k in verify_root(root.body)["signed"]["keys"].values()} == {"ED25519"}
 
 
 def test_device_registry_keeps_uuid_of_known_device_id(
@@ -420,10 +470,31 @@ def test_device_registry_keeps_uuid_of_known_device_id(
         assert (r.status, r.json()) == (200, first_uuid)
     bad = local_cluster.proxy("PUT", namespace, "device-registry", "/api/v1/devices", {"x": 1})
     assert bad.status == 400
+    no_creds = {k: v for k, v in dev.items() if k != "credentials"}
+    r = local_cluster.proxy("PUT", namespace, "device-registry", "/api/v1/devices", no_creds)
+    assert (r.status, r.json()["code"]) == (400, "request_needs_credentials")
     search = local_cluster.proxy("GET", namespace, "device-registry", "/api/v1/devices").json()
     assert search["total"] == 1 and search["values"][0]["uuid"] == first_uuid
+    # The credentials of the known deviceId were replaced (what otactl must avoid).
     [registered] = standin.devices()
     assert registered["uuid"] == first_uuid and registered["credentials"] == "NEW"
+    # Look-up by deviceId: the page with that device, or an empty one.
+    path = "/api/v1/devices?deviceId=demo-device"
+    found = local_cluster.proxy("GET", namespace, "device-registry", path).json()
+    assert [d["uuid"] for d in found["values"]] == [first_uuid]
+    assert "credentials" not in found["values"][0]
+    path = "/api/v1/devices?deviceId=nobody"
+    assert local_cluster.proxy("GET", namespace, "device-registry", path).json()["values"] == []
+    path = "/api/v1/devices?deviceId=x&nameContains=y"
+    assert local_cluster.proxy("GET", namespace, "device-registry", path).status == 400
+    # A new deviceId with a taken name, or a taken uuid: 409 conflicting_device.
+    for clash in ({"deviceId": "other", "uuid": str(uuid.uuid4())},
+                  {"deviceId": "other", "deviceName": "other", "uuid": first_uuid}):  # fmt: skip
+        r = local_cluster.proxy(
+            "PUT", namespace, "device-registry", "/api/v1/devices", {**dev, **clash}
+        )
+        assert (r.status, r.json()["code"]) == (409, "conflicting_device")
+    assert len(standin.devices()) == 1
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -7,14 +7,17 @@ after each test."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
+import sys
 import time
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,15 +25,23 @@ from otactl import credentials, health, kube
 from otactl.config import Values, load_values
 from otactl.errors import ServiceError, WaitTimeout
 from otactl.pki import PkiSettings, ServerFiles, ensure_server_pki
-from otactl.registry import register_device
+from otactl.registry import Registrar, register_device
 from otactl.secretstore import load_or_create
 from otactl.service_api import ServiceCaller
 from tests.conftest import run_otactl
+from tests.tuf_check import public_key, verify, verify_root
 
 from .conftest import LocalCluster, StandinKnobs
 from .ota_services import ALL_APPS, deploy_services, service_only
 
 pytestmark = pytest.mark.integration
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contrib/local-cluster/standin"))
+try:
+    from standin import DB_DOWN_CAUSE
+    from tufrepo import KeyPair as TufKeyPair
+finally:
+    sys.path.pop(0)
 
 SERVER = "ota-ce.example.com"
 
@@ -80,14 +91,7 @@ def _cli(
 # --------------------------------------------------------------------------- credentials
 
 
-def _check_zip(data: bytes, gateway: str) -> dict[str, bytes]:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-        Ed25519PrivateKey,
-        Ed25519PublicKey,
-    )
-    from tuf.api.metadata import Metadata, Root
-    from tuf.api.serialization.json import CanonicalJSONSerializer
-
+def _check_zip(data: bytes, gateway: str, keytype: str = "RSA") -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         files = {name: zf.read(name) for name in zf.namelist()}
     assert set(files) == {
@@ -96,19 +100,30 @@ def _check_zip(data: bytes, gateway: str) -> dict[str, bytes]:
     }  # fmt: skip
     assert files["autoprov.url"].decode().strip() == gateway
     # root.json is the repository's root, signed by its root key.
-    md = Metadata[Root].from_bytes(files["root.json"])
-    md.signed.verify_delegate(
-        Root.type, CanonicalJSONSerializer().serialize(md.signed), md.signatures
-    )
-    # targets.pub/targets.sec: one ED25519 pair, and the root's targets key.
+    signed = verify_root(files["root.json"])["signed"]
+    # targets.pub/targets.sec: one pair, the root's targets key, in the form garage-sign
+    # reads (ota-tuf TufCodecs: keytype and keyval); the private key signs for the public.
     pub, sec = json.loads(files["targets.pub"]), json.loads(files["targets.sec"])
-    assert pub["keytype"] == sec["keytype"] == "ED25519"
-    public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pub["keyval"]["public"]))
-    private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(sec["keyval"]["private"]))
-    public.verify(private.sign(b"targets.json"), b"targets.json")
-    [targets_keyid] = md.signed.roles["targets"].keyids
-    assert md.signed.keys[targets_keyid].keyval["public"] == pub["keyval"]["public"]
+    assert pub["keytype"] == sec["keytype"] == keytype
+    assert set(pub["keyval"]) == {"public"} and set(sec["keyval"]) == {"private"}
+    public = public_key(keytype, pub["keyval"]["public"])
+    signer = TufKeyPair(keytype, _private_key(keytype, sec["keyval"]["private"]))
+    sig = signer.sign(b"targets.json")
+    verify(public, sig["method"], base64.b64decode(sig["sig"]), b"targets.json")
+    [targets_keyid] = signed["roles"]["targets"]["keyids"]
+    assert signed["keys"][targets_keyid]["keyval"]["public"] == pub["keyval"]["public"]
     return files
+
+
+def _private_key(keytype: str, private: str) -> Any:
+    """The private key as garage-sign reads it: RSA only as a PKCS#1 PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if keytype == "RSA":
+        assert private.startswith("-----BEGIN RSA PRIVATE KEY-----\n")
+        return serialization.load_pem_private_key(private.encode(), None)
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(private)[:32])
 
 
 def test_credentials_from_nothing_423_then_rerun_changes_nothing(
@@ -219,6 +234,61 @@ def test_credentials_cli_service_missing_is_one_line(
     assert "not found" in res.stderr and res.stderr.count("\n") == 1
 
 
+def test_credentials_ed25519_repo_end_to_end(
+    caller: ServiceCaller, standin: StandinKnobs, tenant: str, server_dir: Path, ota_ns: str
+) -> None:
+    # A reposerver whose repos are ED25519 (a POST with keyType ED25519 does the same).
+    standin.set(keygen_delay_seconds=0, user_repo_key_type="ED25519")
+    made = credentials.credentials_for_values(
+        caller, _values(ota_ns, tenant), server_dir, "https://x:8443", timeout=60
+    )
+    _check_zip(made.path.read_bytes(), "https://x:8443", keytype="ED25519")
+
+
+def test_credentials_cli_service_403_is_a_configuration_error(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, server_dir: Path,
+    ota_ns: str,
+) -> None:  # fmt: skip
+    # What tuf-reposerver answers without a token when it runs with OAuth (its default).
+    standin.set(bursts={"tuf-reposerver": {"count": 1, "status": 403, "path_prefix": "/api"}})
+    res = _cli(ota_ns, local_cluster, server_dir.parent, tenant, "credentials")
+    assert res.returncode == 5, res.stderr
+    assert res.stderr == (
+        "error: tuf-reposerver: POST /api/v1/user_repo: refused with 403: a configuration "
+        "error: tuf-reposerver wants an OAuth token, so it runs with OAuth, its default when "
+        "AUTH_PROTOCOL is not set (its pods need AUTH_PROTOCOL=none)\n"
+    )
+
+
+def test_credentials_cli_key_generation_failed_fails_fast_with_the_reason(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, server_dir: Path,
+    ota_ns: str,
+) -> None:  # fmt: skip
+    standin.set(keygen_delay_seconds=0, keygen_error="SlickCryptoError|invalid password length")
+    res = _cli(ota_ns, local_cluster, server_dir.parent, tenant, "credentials", "--timeout", "600")
+    assert res.returncode == 8, res.stderr
+    assert res.stderr == (
+        "error: tuf-reposerver: GET /api/v1/user_repo/root.json: tuf-reposerver answered 502 "
+        "key_generation_failed: key generation failed: SlickCryptoError|invalid password "
+        "length\n"
+    )
+    # Asked once, not retried until the 600 s deadline.
+    assert not (server_dir / "credentials.zip").exists()
+
+
+def test_credentials_cli_long_423_names_the_key_generation_daemon(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, server_dir: Path,
+    ota_ns: str,
+) -> None:  # fmt: skip
+    standin.set(keygen_delay_seconds=600)  # as if tuf-keyserver-daemon never ran
+    res = _cli(ota_ns, local_cluster, server_dir.parent, tenant, "credentials", "--timeout", "24")
+    assert res.returncode == 7, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: tuf-reposerver: GET /api/v1/user_repo/root.json: gave up ")
+    assert "keys are still being generated (tuf-reposerver answered 423) for over 20s: " in last
+    assert "the key-generation daemon (tuf-keyserver-daemon" in last and "not running" in last
+
+
 # --------------------------------------------------------------------------- health
 
 
@@ -232,13 +302,42 @@ def test_health_all_ok_then_never_healthy_reason(
     by_name = {r.service: r for r in health.check(caller)}
     camp, repo = by_name["campaigner"], by_name["tuf-reposerver"]
     assert (camp.ok, camp.http_status) == (False, 503)
-    assert camp.reason == "campaigner answered 503: failing database DOWN: stand-in warming up"
-    assert (repo.ok, repo.http_status, repo.path) == (False, 502, "/health/dependencies")
+    assert camp.reason == f"campaigner answered 503: failing db down: {DB_DOWN_CAUSE}"
+    assert camp.failing == {"db": f"down: {DB_DOWN_CAUSE}"}
+    assert (repo.ok, repo.http_status, repo.path) == (False, 503, "/health")
     assert by_name["director"].ok
     with pytest.raises(WaitTimeout) as e:
         health.wait_healthy(caller, ["director", "campaigner"], timeout=1.5)
     assert "1 of 2 services not healthy" in str(e.value)
-    assert "campaigner: campaigner answered 503: failing database DOWN" in str(e.value)
+    assert f"campaigner: campaigner answered 503: failing db down: {DB_DOWN_CAUSE}" in str(e.value)
+    # tuf-keyserver down: the reposerver's own database is fine, its dependency is not.
+    standin.set(never_healthy=["tuf-keyserver"])
+    [repo] = health.check(caller, ["tuf-reposerver"])
+    assert (repo.ok, repo.http_status, repo.path) == (False, 502, "/health/dependencies")
+    assert list(repo.failing) == ["http://tuf-keyserver:80"]
+
+
+def test_health_cli_shows_the_cause(
+    local_cluster: LocalCluster, standin: StandinKnobs, ota_ns: str, tmp_path: Path
+) -> None:
+    standin.set(never_healthy=["device-registry"])
+    res = run_otactl(
+        "--generated", str(tmp_path), "health", "device-registry", "tuf-keyserver",
+        "--kubeconfig", str(local_cluster.kubeconfig), "-n", ota_ns,
+    )  # fmt: skip
+    assert res.returncode == 8, res.stderr
+    [row] = [line for line in res.stdout.splitlines() if line.startswith("device-registry")]
+    assert "FAIL" in row and f"failing db down: {DB_DOWN_CAUSE}" in row
+    assert res.stderr == (
+        "error: 1 of 2 services not healthy: device-registry: device-registry answered 503: "
+        f"failing db down: {DB_DOWN_CAUSE}\n"
+    )
+    as_json = run_otactl(
+        "--generated", str(tmp_path), "health", "device-registry", "-o", "json",
+        "--kubeconfig", str(local_cluster.kubeconfig), "-n", ota_ns,
+    )  # fmt: skip
+    [svc] = json.loads(as_json.stdout)["services"]
+    assert svc["failing"] == {"db": f"down: {DB_DOWN_CAUSE}"}
 
 
 def test_health_wait_through_warmup(
@@ -310,26 +409,55 @@ def test_register_100_devices_through_one_connection(
     devices = [(str(uuid.uuid4()), f"dev-{i:03d}") for i in range(100)]
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     start = time.perf_counter()
-    for dev_uuid, name in devices:
-        assert register_device(caller, tenant, dev_uuid, name, name, pem) == dev_uuid
+    with Registrar(caller, tenant) as registrar:
+        for dev_uuid, name in devices:
+            registrar.submit(dev_uuid, name, name, pem)
+        assert registrar.finish() == 100
     elapsed = time.perf_counter() - start
-    rate = len(devices) / elapsed
-    print(f"\nregistered {len(devices)} devices in {elapsed:.2f}s: {rate:.0f} registrations/s")
+    print(f"\nregistered 100 devices in {elapsed:.2f}s: {100 / elapsed:.0f} registrations/s")
     registered = standin.devices(tenant)
     assert {d["uuid"] for d in registered} == {u for u, _ in devices}
-    assert rate >= 100, f"{rate:.0f} registrations/s"  # target 200/s; margin for busy CI
+    assert {d["deviceId"] for d in registered} == {n for _, n in devices}
 
 
-def test_device_id_reuse_is_refused(
+PEM_A = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+PEM_B = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"
+
+
+def test_device_id_reuse_is_refused_and_the_first_certificate_kept(
     caller: ServiceCaller, standin: StandinKnobs, tenant: str
 ) -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    assert register_device(caller, tenant, first, "kiosk", "kiosk", pem) == first
-    assert register_device(caller, tenant, first, "kiosk", "kiosk", pem) == first  # repeatable
+    assert register_device(caller, tenant, first, "kiosk", "kiosk", PEM_A) == first
+    assert register_device(caller, tenant, first, "kiosk", "kiosk", PEM_A) == first  # repeatable
     with pytest.raises(ServiceError) as e:
-        register_device(caller, tenant, second, "kiosk", "kiosk", pem)
+        register_device(caller, tenant, second, "kiosk", "kiosk", PEM_B)
     assert f"deviceId 'kiosk' is already registered as device {first}, not {second}" in str(e.value)
+    # device-registry would have replaced the first device's certificate: nothing was sent.
+    [kiosk] = standin.devices(tenant)
+    assert (kiosk["uuid"], kiosk["credentials"]) == (first, PEM_A)
+
+
+def test_taken_name_is_409_with_its_own_message(
+    local_cluster: LocalCluster, caller: ServiceCaller, standin: StandinKnobs, tenant: str,
+    ota_ns: str,
+) -> None:  # fmt: skip
+    # Another tool registered "lobby" under another deviceId.
+    holder = str(uuid.uuid4())
+    other = {"uuid": holder, "deviceId": "oem-17", "deviceName": "lobby", "credentials": PEM_A}
+    put = local_cluster.proxy(
+        "PUT", ota_ns, "device-registry", "/api/v1/devices", other, {"x-ats-namespace": tenant}
+    )
+    assert put.status == 200
+    mine = str(uuid.uuid4())
+    with pytest.raises(ServiceError) as e:
+        register_device(caller, tenant, mine, "lobby", "lobby", PEM_B)
+    assert str(e.value) == (
+        f"device-registry: cannot register deviceId 'lobby' as device {mine}: 409 "
+        f"conflicting_device: the device name 'lobby' belongs to device {holder} (deviceId "
+        "'oem-17'); give this device another name"
+    )
+    assert [d["uuid"] for d in standin.devices(tenant)] == [holder]
 
 
 def test_new_device_cli_registers_and_refuses_reuse(
@@ -351,7 +479,8 @@ def test_new_device_cli_registers_and_refuses_reuse(
     assert len(devices) == 21 and devices["kiosk"]["uuid"] == kiosk["uuid"]
     cert = (Path(kiosk["path"]) / "client.pem").read_text()
     assert devices["kiosk"]["credentials"] == cert
-    # The same name from another installation's generated/ (another uuid): refused.
+    # The same name from another installation's generated/ (another uuid): refused, and
+    # the registered device keeps its certificate.
     other = _cli(ota_ns, local_cluster, gen_b, tenant, "new-device", "kiosk")
     assert other.returncode == 8
     assert other.stderr.startswith(
@@ -359,6 +488,25 @@ def test_new_device_cli_registers_and_refuses_reuse(
         f"{kiosk['uuid']}, not "
     )
     assert other.stderr.count("\n") == 1
+    after = {d["deviceId"]: d for d in standin.devices(tenant)}
+    assert after["kiosk"]["credentials"] == cert
+    # A name another tool registered under another deviceId: 409, its own message.
+    holder = str(uuid.uuid4())
+    legacy = {"uuid": holder, "deviceId": "oem-1", "deviceName": "lobby", "credentials": cert}
+    local_cluster.proxy(
+        "PUT", ota_ns, "device-registry", "/api/v1/devices", legacy, {"x-ats-namespace": tenant}
+    )
+    taken = _cli(ota_ns, local_cluster, gen_a, tenant, "new-device", "lobby")
+    assert taken.returncode == 8 and taken.stderr.count("\n") == 1
+    assert "409 conflicting_device: the device name 'lobby' belongs to device " + holder in (
+        taken.stderr
+    )
+    # device-registry with OAuth (no AUTH_PROTOCOL) refuses the look-up: exit 5, one line.
+    standin.set(bursts={"device-registry": {"count": 1, "status": 403, "path_prefix": "/api"}})
+    oauth = _cli(ota_ns, local_cluster, gen_a, tenant, "new-device", "hall")
+    assert oauth.returncode == 5 and oauth.stderr.count("\n") == 1
+    assert oauth.stderr.startswith("error: device-registry: GET /api/v1/devices?deviceId=hall: ")
+    assert "AUTH_PROTOCOL is not set" in oauth.stderr
 
 
 # --------------------------------------------------------------------------- hosts

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import contracts  # beside this file: the image contracts (contracts.yaml)
+import tufrepo  # beside this file: TUF keys and root.json in ota-tuf's form
 
 log = logging.getLogger("standin")
 
@@ -70,6 +71,13 @@ DEFAULT_KNOBS: dict[str, Any] = {
     # restart), and how long after its pod appears an image checks its database schema.
     "crash_backoff_seconds": 10.0,
     "schema_check_delay_seconds": 2.0,
+    # The key type of a user repo whose POST names none: RSA as upstream (ota-tuf 1d0d714
+    # libtuf/.../data/TufDataType.scala `KeyType.default = RsaKeyType`), or "ED25519".
+    "user_repo_key_type": "RSA",
+    # When a string: the key-generation daemon fails the requests of new user repos with
+    # this description (ota-tuf 1d0d714 keyserver/.../daemon/KeyGeneratorLeader.scala stores
+    # "<exception class>|<message>"), and tuf-keyserver answers 500 key_generation_failed.
+    "keygen_error": None,
 }
 
 
@@ -87,6 +95,16 @@ def _merge_knobs(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
             if not isinstance(value, list):
                 raise ValueError("never_healthy must be a list of app names")
             out[key] = list(value)
+        elif key == "user_repo_key_type":
+            if value not in tufrepo.KEY_TYPES:
+                raise ValueError(
+                    f"user_repo_key_type must be one of {', '.join(tufrepo.KEY_TYPES)}"
+                )
+            out[key] = value
+        elif key == "keygen_error":
+            if value is not None and not isinstance(value, str):
+                raise ValueError("keygen_error must be a string or null")
+            out[key] = value
         else:
             out[key] = float(value)
     for app, burst in out["bursts"].items():
@@ -100,52 +118,40 @@ def _merge_knobs(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
 
 @dataclass
 class TufRepo:
-    """Role keys and signed root of one repository (a tuf-reposerver or director repo)."""
+    """Role keys and signed root of one repository (a tuf-reposerver or director repo), with
+    the state of its key generation requests as tuf-keyserver keeps them."""
 
     repo_id: str
+    keytype: str
     created: float
     ready_at: float
     root_json: bytes = b""
     targets_pair: dict[str, Any] = field(default_factory=dict)
+    # The daemon marked the requests ERROR with this description (`keygen_error` knob).
+    error: str | None = None
+    # A signed root is stored once someone read it (keyserver `findFreshAndPersist`);
+    # before that the keyserver has no root to list key pairs from.
+    root_stored: bool = False
 
     def ready(self) -> bool:
         return time.monotonic() >= self.ready_at
 
 
-def make_tuf_repo(repo_id: str, delay: float) -> TufRepo:
-    """ED25519 keys for the four top-level roles and a root.json signed by the root key."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from securesystemslib.signer import CryptoSigner, SSlibKey
-    from tuf.api.metadata import Metadata, Root
-
-    signers = {}
-    root = Root(
-        expires=dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=365),
-        consistent_snapshot=False,
-    )
-    privates = {}
-    for role in (Root.type, "targets", "snapshot", "timestamp"):
-        priv = Ed25519PrivateKey.generate()
-        pub = SSlibKey.from_crypto(priv.public_key())
-        signers[role] = CryptoSigner(priv, pub)
-        privates[role] = priv
-        root.add_key(pub, role)
-    md = Metadata(root)
-    md.sign(signers[Root.type])
-    targets_priv = privates["targets"]
+def make_tuf_repo(
+    repo_id: str, delay: float, keytype: str = tufrepo.DEFAULT_KEY_TYPE, error: str | None = None
+) -> TufRepo:
+    """Keys for the four top-level roles and a root.json signed by the root key, as
+    tuf-keyserver makes them (see tufrepo.py)."""
+    keys = tufrepo.role_keys(keytype)
     now = time.monotonic()
     return TufRepo(
         repo_id=repo_id,
+        keytype=keytype,
         created=now,
         ready_at=now + delay,
-        root_json=md.to_bytes(),
-        targets_pair={
-            "keytype": "ED25519",
-            "keyval": {
-                "public": signers["targets"].public_key.keyval["public"],
-                "private": targets_priv.private_bytes_raw().hex(),
-            },
-        },
+        root_json=tufrepo.signed_root(keys),
+        targets_pair=keys["targets"].pair_json(),
+        error=error,
     )
 
 
@@ -175,7 +181,10 @@ class Store:
             "user_repos": dict(self.user_repos),
             "director_repos": dict(self.director_repos),
             "director_orphan_keys": dict(self.director_orphan_keys),
-            "keys": {k: {"ready": r.ready()} for k, r in self.keys.items()},
+            "keys": {
+                k: {"ready": r.ready(), "keytype": r.keytype, "error": r.error}
+                for k, r in self.keys.items()
+            },
             "devices": {ns: list(d.values()) for ns, d in self.devices.items()},
         }
 
@@ -296,9 +305,31 @@ class Reply(Exception):
         self.headers = headers or {}
 
 
-def _error(status: int, code: str, description: str) -> Reply:
-    # The shape libats' ErrorRepresentation uses in the Scala services.
-    return Reply(status, {"code": code, "description": description})
+def _error(status: int, code: str, description: str, cause: Any = None) -> Reply:
+    # libats' ErrorRepresentation (libats e12f057 libats/.../data/Errors.scala): code,
+    # description, cause (null unless the error carries JSON) and errorId.
+    body = {"code": code, "description": description, "cause": cause, "errorId": str(uuid.uuid4())}
+    return Reply(status, body)
+
+
+# What a failing check says, in libats' health shape (libats e12f057
+# libats-http/.../http/HealthResource.scala: {"<check>":{"status":"down","cause":<message>}},
+# every check listed; DbHealthCheck, libats-slick/.../monitoring/DbHealthCheck.scala, is
+# "db"). The causes are examples of the exception messages the services would report.
+DB_DOWN_CAUSE = "database - Connection is not available, request timed out after 1000ms."
+# tuf-reposerver's and director's only dependency check is a ServiceHealthCheck of
+# tuf-keyserver (ota-tuf 1d0d714 reposerver/.../Boot.scala, director eb75c8b Boot.scala),
+# named by its URI (TUF_KEYSERVER_HOST/PORT) and failing on any non-2xx answer
+# (libats e12f057 http/monitoring/HealthCheckHttpClient.scala).
+KEYSERVER_URI = "http://tuf-keyserver:80"
+KEYSERVER_DOWN_CAUSE = (
+    "Unexpected response from service: HttpResponse(503 Service Unavailable,List(),"
+    "HttpEntity.Strict(application/json,...),HttpProtocol(HTTP/1.1))"
+)
+DEPENDS_ON_KEYSERVER = frozenset({"tuf-reposerver", "director"})
+# ota-device-registry 5494d76 src/main/scala/.../deviceregistry/data/Device.scala DeviceType.
+DEVICE_TYPES = ("Other", "Vehicle")
+PRIVATE_FIELDS = ("credentials", "credentialsType")
 
 
 class Services:
@@ -315,6 +346,30 @@ class Services:
             return True
         warm = float(k["warmup_seconds"].get(app, k["warmup_seconds"].get("*", 0)))
         return time.monotonic() < pod.first_seen + warm
+
+    def _app_down(self, app: str, namespace: str) -> bool:
+        """True when no pod of `app` in the namespace would answer its /health with 200."""
+        if app in self.store.knobs["never_healthy"]:
+            return True
+        if self.pods is None:
+            return False
+        with self.pods.lock:
+            pods = [p for p in self.pods.by_ip.values() if (p.app, p.namespace) == (app, namespace)]
+        return all(self._warming(app, p) for p in pods)
+
+    def _health(self, app: str, pod: PodInfo, path: str, warming: bool) -> Reply:
+        if path == "/health":
+            if warming:
+                return Reply(503, {"db": {"status": "down", "cause": DB_DOWN_CAUSE}})
+            return Reply(200, {"status": "OK"})
+        # /health/dependencies: only the services this one calls, not its own database.
+        if app in DEPENDS_ON_KEYSERVER:
+            with self.store.lock:
+                down = self._app_down("tuf-keyserver", pod.namespace)
+            if down:
+                failing = {KEYSERVER_URI: {"status": "down", "cause": KEYSERVER_DOWN_CAUSE}}
+                return Reply(502, failing)
+        return Reply(200, {"status": "OK"})
 
     def handle(
         self,
@@ -340,12 +395,7 @@ class Services:
         if path == "/health/version":
             return Reply(200, {"name": app, "version": VERSION})
         if path in ("/health", "/health/dependencies"):
-            if warming:
-                failing = {
-                    "database": {"status": "DOWN", "message": "stand-in warming up"},
-                }
-                return Reply(503 if path == "/health" else 502, failing)
-            return Reply(200, {"status": "OK"})
+            return self._health(app, pod, path, warming)
         if warming:
             return _error(503, "service_unavailable", f"{app} is starting")
         ns = headers.get("x-ats-namespace") or "default"
@@ -359,31 +409,78 @@ class Services:
             return route(method, path, query, ns, body)
         raise _error(404, "not_found", f"the stand-in does not model {method} {path} on {app}")
 
-    def _new_repo(self) -> TufRepo:
-        repo_id = str(uuid.uuid4())
-        repo = make_tuf_repo(repo_id, float(self.store.knobs["keygen_delay_seconds"]))
-        self.store.keys[repo_id] = repo
-        return repo
+    # -- tuf-keyserver's answers for a repo's root (shared by the reposerver, which asks it)
+    def _root(self, repo: TufRepo) -> Reply:
+        """GET /api/v1/root/<repo id> on tuf-keyserver (ota-tuf 1d0d714
+        keyserver/.../http/RootRoleResource.scala -> roles/KeyGenerationRequests.scala
+        `findFreshAndPersist`, `readyKeyGenRequests`, http/Errors.scala)."""
+        if repo.error is not None:
+            # One ERROR description per key generation request (one per role).
+            causes = {str(uuid.uuid4()): repo.error for _ in tufrepo.ROLES}
+            raise _error(500, "key_generation_failed", "Could not generate keys", causes)
+        if not repo.ready():
+            raise _error(423, "keys_not_ready", "A key generation request exists")
+        repo.root_stored = True
+        return Reply(200, repo.root_json)
 
     # -- tuf-reposerver
-    def reposerver(self, method: str, path: str, _q: Any, ns: str, _b: bytes) -> Reply:
+    def reposerver(self, method: str, path: str, _q: Any, ns: str, body: bytes) -> Reply:
+        """ota-tuf 1d0d714 reposerver/.../http/RepoResource.scala (user_repo routes)."""
         s = self.store
         if path == "/api/v1/user_repo" and method == "POST":
+            keytype = s.knobs["user_repo_key_type"]
+            # An optional CreateRepositoryRequest {"keyType": ...} (libtuf-server
+            # data/Requests.scala); without one, KeyType.default (RSA).
+            try:
+                req = json.loads(body) if body.strip() else None
+            except ValueError:
+                req = None
+            if isinstance(req, dict) and "keyType" in req:
+                keytype = req["keyType"]
+                if keytype not in tufrepo.KEY_TYPES:
+                    # The decoder's failure (TufCodecs keyTypeDecoder): 400, plain text.
+                    raise Reply(400, f"Unknown KeyType: {keytype}".encode())
             with s.lock:
                 if ns in s.user_repos:
-                    raise _error(409, "conflicting_entity", f"namespace {ns} already has a repo")
-                repo = self._new_repo()
+                    # RepoNamespaceRepository.ensureNotExists: EntityAlreadyExists.
+                    raise _error(409, "conflicting_entity", "Entity already exists: Tuple2")
+                error = s.knobs["keygen_error"]
+            # Keys are made now; they count as generated after keygen_delay_seconds (the
+            # key-generation daemon's work), or failed with `keygen_error`.
+            repo = make_tuf_repo(
+                str(uuid.uuid4()), float(s.knobs["keygen_delay_seconds"]), keytype, error
+            )
+            with s.lock:
+                if ns in s.user_repos:
+                    raise _error(409, "conflicting_entity", "Entity already exists: Tuple2")
+                s.keys[repo.repo_id] = repo
                 s.user_repos[ns] = repo.repo_id
             return Reply(200, repo.repo_id)
         if path == "/api/v1/user_repo/root.json" and method == "GET":
             with s.lock:
-                repo_id = s.user_repos.get(ns)
-                repo = s.keys.get(repo_id or "")
-            if repo is None:
-                raise _error(404, "missing_entity", f"no repo for namespace {ns}")
-            if not repo.ready():
-                raise _error(423, "keys_pending", f"keys for {repo.repo_id} are being generated")
-            return Reply(200, repo.root_json, {"x-ats-tuf-repo-id": repo.repo_id})
+                repo = s.keys.get(s.user_repos.get(ns, ""))
+                if repo is None:
+                    raise _error(
+                        404, "no_repo_for_namespace", f"No repository exists for namespace {ns}"
+                    )
+                try:
+                    answer = self._root(repo)
+                except Reply as r:
+                    # libtuf-server keyserver/KeyserverClient.scala fetchRootRole: 423 ->
+                    # KeysNotReady; anything else is a RemoteServiceError, passed on as 502
+                    # with the keyserver's code and its error as cause (libats e12f057
+                    # ServiceHttpClient.scala, ErrorHandler.scala).
+                    if r.status == 423:
+                        not_ready = "Keys not ready in remote keyserver"
+                        raise _error(423, "keys_not_ready", not_ready) from None
+                    described = (
+                        f"KeyserverHttpClient|Unexpected response from remote server at "
+                        f"{KEYSERVER_URI}/api/v1/root/{repo.repo_id}|GET|{r.status}|"
+                        f"{r.body['description']}"
+                    )
+                    raise _error(502, r.body["code"], described, r.body) from None
+            answer.headers["x-ats-tuf-repo-id"] = repo.repo_id
+            return answer
         raise _error(404, "not_found", f"{method} {path}")
 
     # -- director
@@ -395,7 +492,10 @@ class Services:
                     s.director_orphan_keys[ns] = s.director_orphan_keys.get(ns, 0) + 1
                     # The real director generates orphan keys first, then fails like this.
                     raise _error(409, "conflicting_entity", f"namespace {ns} already has a repo")
-                repo = make_tuf_repo(str(uuid.uuid4()), 0.0)
+            # ED25519 keys, generated at once (director eb75c8b http/RepositoryCreation.scala:
+            # createRoot(repoId, Ed25519KeyType, forceSync = true)).
+            repo = make_tuf_repo(str(uuid.uuid4()), 0.0, "ED25519")
+            with s.lock:
                 s.keys[repo.repo_id] = repo
                 s.director_repos[ns] = repo.repo_id
             return Reply(201, None)
@@ -409,88 +509,137 @@ class Services:
 
     # -- tuf-keyserver
     def keyserver(self, method: str, path: str, _q: Any, _ns: str, _b: bytes) -> Reply:
+        """ota-tuf 1d0d714 keyserver/.../http/RootRoleResource.scala."""
         parts = path.strip("/").split("/")
         # api/v1/root/ID[/keys/targets/pairs]
-        if len(parts) >= 4 and parts[:3] == ["api", "v1", "root"] and method == "GET":
+        if len(parts) >= 4 and parts[:3] == ["api", "v1", "root"]:
             with self.store.lock:
                 repo = self.store.keys.get(parts[3])
-            if repo is None:
-                raise _error(404, "missing_entity", f"no keys for repo {parts[3]}")
-            if not repo.ready():
-                raise _error(423, "keys_pending", f"keys for {repo.repo_id} are being generated")
-            if len(parts) == 4:
-                return Reply(200, repo.root_json)
-            if parts[4:] == ["keys", "targets", "pairs"]:
-                return Reply(200, [repo.targets_pair])
+                if repo is None:
+                    # No key generation requests: KeyRepository.KeyNotFound.
+                    raise _error(404, "missing_entity", "Missing entity: Key")
+                if len(parts) == 4 and method == "GET":
+                    return self._root(repo)
+                if len(parts) == 4 and method == "PUT":
+                    # forceRetry: requests in ERROR go back to REQUESTED for the daemon.
+                    if repo.error is not None:
+                        repo.error = None
+                        delay = float(self.store.knobs["keygen_delay_seconds"])
+                        repo.ready_at = time.monotonic() + delay
+                    return Reply(200, None)
+                if parts[4:] == ["keys", "targets", "pairs"] and method == "GET":
+                    # RootRoleKeyEdit.findAllKeyPairs reads the stored signed root, which
+                    # exists once the root was read (SignedRootRoleRepository.findLatest).
+                    if not repo.root_stored:
+                        raise _error(404, "missing_entity", "Missing entity: RootRole")
+                    return Reply(200, [repo.targets_pair])
         raise _error(404, "not_found", f"{method} {path}")
 
     # -- device-registry
+    @staticmethod
+    def _public(device: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in device.items() if k not in PRIVATE_FIELDS}
+
     def device_registry(
         self, method: str, path: str, q: dict[str, list[str]], ns: str, body: bytes
     ) -> Reply:
+        """ota-device-registry 5494d76 (files under src/main/scala/.../deviceregistry/)."""
         s = self.store
         if path == "/api/v1/devices" and method == "PUT":
-            try:
-                req = json.loads(body or b"null")
-            except ValueError:
-                raise _error(400, "invalid_entity", "body is not JSON") from None
-            need = ("deviceId", "deviceName", "deviceType", "credentials")
-            if not isinstance(req, dict) or any(not isinstance(req.get(k), str) for k in need):
-                raise _error(400, "invalid_entity", f"required string fields: {', '.join(need)}")
-            with s.lock:
-                devs = s.devices.setdefault(ns, {})
-                dev = devs.get(req["deviceId"])
-                if dev is None:
-                    dev = {
-                        "namespace": ns,
-                        "uuid": req.get("uuid") or str(uuid.uuid4()),
-                        "deviceId": req["deviceId"],
-                        "deviceName": req["deviceName"],
-                        "deviceType": req["deviceType"],
-                        "lastSeen": None,
-                        "createdAt": dt.datetime.now(dt.UTC).isoformat(),
-                        "activatedAt": None,
-                        "deviceStatus": "NotSeen",
-                    }
-                    devs[req["deviceId"]] = dev
-                # An existing deviceId keeps its uuid; the new credentials are attached to it.
-                dev["credentials"] = req["credentials"]
-                dev["credentialsType"] = req.get("credentialsType", "PEM")
-                return Reply(200, dev["uuid"])
+            return self._put_device(ns, body)
         if path == "/api/v1/devices" and method == "GET":
-            offset = int(q.get("offset", ["0"])[0])
-            limit = int(q.get("limit", ["50"])[0])
-            contains = q.get("nameContains", [""])[0]
-            with s.lock:
-                found = [
-                    {k: v for k, v in d.items() if k not in ("credentials", "credentialsType")}
-                    for d in s.devices.get(ns, {}).values()
-                    if contains in d["deviceName"]
-                ]
-            return Reply(
-                200,
-                {
-                    "total": len(found),
-                    "offset": offset,
-                    "limit": limit,
-                    "values": found[offset : offset + limit],
-                },
-            )
+            return self._search(ns, q)
         if path.startswith("/api/v1/devices/") and method == "GET":
             dev_uuid = path.rsplit("/", 1)[1]
             with s.lock:
                 for d in s.devices.get(ns, {}).values():
                     if d["uuid"] == dev_uuid:
-                        return Reply(
-                            200,
-                            {
-                                k: v
-                                for k, v in d.items()
-                                if k not in ("credentials", "credentialsType")
-                            },
-                        )
-            raise _error(404, "missing_entity", f"device {dev_uuid}")
+                        return Reply(200, self._public(d))
+            raise _error(404, "missing_device", "device doesn't exist")
         raise _error(404, "not_found", f"{method} {path}")
+
+    def _put_device(self, ns: str, body: bytes) -> Reply:
+        """PublicCredentialsResource.createDeviceWithPublicCredentials: a known deviceId
+        keeps its uuid and gets the new credentials (DeviceRepository
+        .findUuidFromUniqueDeviceIdOrCreate, PublicCredentialsRepository.update is an
+        insertOrUpdate); a new one is created with the given uuid, and a taken name or
+        uuid is 409 conflicting_device (db/migration V1 PRIMARY KEY (uuid), V3 UNIQUE
+        (namespace, device_name); common/Errors.scala)."""
+        try:
+            req = json.loads(body or b"null")
+        except ValueError:
+            raise _error(400, "invalid_entity", "body is not JSON") from None
+        # data/DataType.scala DeviceT: deviceName and deviceId required, uuid optional,
+        # deviceType defaults to Other; DeviceName.scala: at most 200 characters.
+        if not isinstance(req, dict) or any(
+            not isinstance(req.get(k), str) for k in ("deviceId", "deviceName")
+        ):
+            raise _error(400, "invalid_entity", "Attempt to decode value on failed cursor")
+        if len(req["deviceName"]) > 200:
+            raise _error(400, "invalid_entity", f"{req['deviceName']} is not a valid DeviceName")
+        device_type = req.get("deviceType", "Other")
+        dev_uuid = req.get("uuid") or str(uuid.uuid4())
+        if device_type not in DEVICE_TYPES or not isinstance(dev_uuid, str):
+            raise _error(400, "invalid_entity", "Attempt to decode value on failed cursor")
+        if not isinstance(req.get("credentials"), str):
+            raise _error(400, "request_needs_credentials", "request should contain credentials")
+        with self.store.lock:
+            devs = self.store.devices.setdefault(ns, {})
+            dev = devs.get(req["deviceId"])
+            if dev is None:
+                taken_name = any(d["deviceName"] == req["deviceName"] for d in devs.values())
+                taken_uuid = any(
+                    d["uuid"] == dev_uuid for ds in self.store.devices.values() for d in ds.values()
+                )
+                if taken_name or taken_uuid:
+                    raise _error(
+                        409, "conflicting_device", "deviceId or deviceName is already in use"
+                    )
+                dev = {
+                    "namespace": ns,
+                    "uuid": dev_uuid,
+                    "deviceName": req["deviceName"],
+                    "deviceId": req["deviceId"],
+                    "deviceType": device_type,
+                    "lastSeen": None,
+                    "createdAt": dt.datetime.now(dt.UTC).isoformat(),
+                    "activatedAt": None,
+                    "deviceStatus": "NotSeen",
+                }
+                devs[req["deviceId"]] = dev
+            # The device of a known deviceId keeps its uuid and loses its old credentials.
+            dev["credentials"] = req["credentials"]
+            dev["credentialsType"] = req.get("credentialsType") or "PEM"
+            return Reply(200, dev["uuid"])
+
+    def _search(self, ns: str, q: dict[str, list[str]]) -> Reply:
+        """DevicesResource.searchDevice -> DeviceRepository.search: by deviceId (exact,
+        alone: SearchParams refuses it with groupId, nameContains or notSeenSinceHours), or
+        by nameContains (case-insensitive); sorted by name; a PaginationResult page."""
+        offset = int(q.get("offset", ["0"])[0])
+        limit = int(q.get("limit", ["50"])[0])
+        device_id = q.get("deviceId", [None])[0]
+        contains = q.get("nameContains", [""])[0].lower()
+        for other in ("groupId", "nameContains", "notSeenSinceHours"):
+            if device_id is not None and other in q:
+                raise _error(
+                    400,
+                    "invalid_entity",
+                    f"requirement failed: Invalid parameters: {other} must be empty when "
+                    "searching by deviceId.",
+                )
+        with self.store.lock:
+            devs = self.store.devices.get(ns, {})
+            if device_id is not None:
+                found = [devs[device_id]] if device_id in devs else []
+            else:
+                found = [d for d in devs.values() if contains in d["deviceName"].lower()]
+            page = [self._public(d) for d in sorted(found, key=lambda d: d["deviceName"])]
+        return Reply(
+            200,
+            {"values": page[offset : offset + limit], "total": len(page), "offset": offset,
+             "limit": limit},
+        )  # fmt: skip
 
 
 def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
@@ -658,8 +807,6 @@ NEEDS = {
     "kubernetes": "kubernetes",
     "yaml": "pyyaml",
     "cryptography": "cryptography",
-    "securesystemslib": "securesystemslib",
-    "tuf": "tuf",
 }
 
 
