@@ -49,7 +49,19 @@ class ClusterError(OtactlError):
 
 
 class ClusterUnreachable(ClusterError):
+    """No answer from the API server. `transient` is False for what waiting cannot fix (a
+    certificate the client refuses); otherwise otactl retries until its deadline."""
+
     exit_code = 4
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class WatchExpired(ClusterError):
+    """The API server no longer has the resourceVersion a watch asked for (410 Gone): list
+    again."""
 
 
 class ClusterUnauthorized(ClusterError):

@@ -44,10 +44,15 @@ def _health_table(results: list[HealthResult]) -> None:
 
 def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cluster:
     """The cluster new-device registers in; without one, say how to make bundles only."""
+    from otactl.registry import DEFAULT_TIMEOUT
+
     try:
-        return connect(kubeconfig, context)
+        cluster = connect(kubeconfig, context)
     except ConfigError as e:
         raise ConfigError(f"{e} (or --no-register: bundles only)") from e
+    # A lost API server is waited for as long as one registration may wait.
+    cluster.default_patience = DEFAULT_TIMEOUT
+    return cluster
 
 
 def registration_hook(st: State, cluster: Cluster, count: list[int]) -> Hook:
@@ -57,6 +62,7 @@ def registration_hook(st: State, cluster: Cluster, count: list[int]) -> Hook:
 
     values = st.values()
     caller = cluster.service_caller(values.namespace)
+    cluster.on_notice(info)
 
     def hook(bundle: BundleInfo) -> None:
         client_pem = (bundle.path / "client.pem").read_bytes()
@@ -114,8 +120,10 @@ def register(app: typer.Typer) -> None:
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
         names = health.resolve(services)
-        caller = connect(kubeconfig, context).service_caller(values.namespace)
+        cluster = connect(kubeconfig, context)
+        caller = cluster.service_caller(values.namespace)
         if wait:
+            cluster.on_notice(info)
             results = health.wait_healthy(
                 caller, names, timeout=timeout or values.timeouts.health, progress=info
             )
