@@ -60,8 +60,8 @@ class ClusterUnreachable(ClusterError):
 
 
 class WatchExpired(ClusterError):
-    """The API server no longer has the resourceVersion a watch asked for (410 Gone): list
-    again."""
+    """A watch cannot go on from its resourceVersion: the API server no longer has it (410
+    Gone) or cannot serve the watch for now (429, 5xx). The watcher lists again."""
 
 
 class ClusterUnauthorized(ClusterError):

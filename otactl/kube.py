@@ -423,8 +423,9 @@ class Cluster:
 
         Ends normally when the server closes the watch, and when the stream goes quiet for
         QUIET_SECONDS or breaks while the API server still answers a probe. Raises
-        ClusterUnreachable when it does not answer, WatchExpired (410 Gone) when the version
-        is too old (the caller lists again)."""
+        ClusterUnreachable when it does not answer, WatchExpired when the version is too
+        old (410 Gone) or the server cannot serve the watch for now (429, 5xx): the caller
+        lists again (with the list's retries and backoff)."""
         path = _resource_path(kind, namespace)
         seconds = max(1, int(min(timeout, WATCH_SECONDS)))
         what = f"watch {RESOURCES[kind][1]}"
@@ -442,8 +443,9 @@ class Cluster:
             timeout=(REQUEST_TIMEOUT[0], QUIET_SECONDS),
             stream=True,
         )
-        if resp.status == 410:
-            raise WatchExpired(f"{what}: {_status_message(resp.read()) or '410 Gone'}")
+        if resp.status == 410 or resp.status in TRANSIENT:
+            message = _status_message(resp.read()) or f"HTTP {resp.status}"
+            raise WatchExpired(f"{what}: {resp.status} {message}")
         if resp.status != 200:
             raise self._error(resp.status, resp.read(), what)
         raw = resp.response
@@ -456,8 +458,8 @@ class Cluster:
                 obj = event.get("object", {})
                 if event.get("type") == "ERROR":
                     code = obj.get("code")
-                    if code == 410:
-                        raise WatchExpired(f"{what}: {obj.get('message')}")
+                    if code == 410 or code in TRANSIENT:  # e.g. 504 while its cache warms up
+                        raise WatchExpired(f"{what}: {code} {obj.get('message')}")
                     raise ClusterError(f"{what}: {code} {obj.get('message')}")
                 obj.setdefault("kind", kind)
                 yield event["type"], obj

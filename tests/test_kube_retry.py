@@ -215,5 +215,14 @@ def test_a_watch_resumes_probes_when_quiet_and_says_410(api, monkeypatch) -> Non
     gone = status_body(410, "too old resource version: 5 (90)")
     for step in [(410, gone, {}), ("watch", [{"type": "ERROR", "object": gone}], "end")]:
         script.steps = [step]
-        with pytest.raises(WatchExpired, match="too old resource version"):
+        with pytest.raises(WatchExpired, match="410 too old resource version"):
             list(cluster.watch("ConfigMap", "ns", "5", 30))
+    # an API server that just started cannot serve it yet: list again, do not fail the wait
+    early = status_body(504, "Timeout: Too large resource version: 9, current: 5")
+    for step in [(504, early, {}), ("watch", [{"type": "ERROR", "object": early}], "end")]:
+        script.steps = [step]
+        with pytest.raises(WatchExpired, match="504 Timeout: Too large resource version"):
+            list(cluster.watch("ConfigMap", "ns", "9", 30))
+    script.steps = [(403, status_body(403, "watch refused"), {})]
+    with pytest.raises(ClusterForbidden):
+        list(cluster.watch("ConfigMap", "ns", "9", 30))
