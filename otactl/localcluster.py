@@ -1259,6 +1259,12 @@ def set_faults(
     info, forwarder = _running(state_dir, "forwarder")
     if not _alive(forwarder):
         raise LocalClusterError(f"the forwarder (pid {forwarder.pid}) is not running")
+    if not any(arg.startswith("--faults=") for arg in forwarder.cmd):
+        # An older forwarder has no SIGHUP handler: the signal would stop it.
+        raise LocalClusterError(
+            "this local cluster was started by an older otactl, without faults: restart it "
+            "with `otactl local-cluster down` and `up`"
+        )
     faults = load_faults(Path(info.state_dir))
     if frozen is not None:
         faults.frozen = frozen
