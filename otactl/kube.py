@@ -261,7 +261,7 @@ class Cluster:
                     f"cannot talk to the Kubernetes API at {self.target.server}: {reason}",
                     transient=False,
                 ) from e
-            raise self.link.failed(reason, started) from e
+            raise self.link.failed(_short(reason), started) from e
         except Exception as e:
             import urllib3
 
@@ -313,7 +313,11 @@ class Cluster:
                 return json.loads(data) if data else {}
             if status == 404 and ok_missing:
                 return None
-            retryable = status in TRANSIENT or (status == 409 and retry_conflict)
+            retryable = (
+                status in TRANSIENT
+                or (status == 409 and retry_conflict)
+                or _allocation_hiccup(status, data)
+            )
             if retryable and time.monotonic() < end:
                 self._pause(attempt, end, _retry_after(resp.headers.get("Retry-After")))
                 attempt += 1
@@ -540,6 +544,22 @@ class ServiceProxyCaller:
         return result
 
 
+# The API server answers 422 Invalid when it could not allocate a Service's cluster IP for
+# a passing reason (etcd leader change; its own loopback not up yet right after a restart):
+# https://github.com/kubernetes/kubernetes/issues/118921. Those are retried; "already
+# allocated" or "range is full" are not.
+_PASSING_CAUSES = ("connection refused", "etcdserver", "timeout", "deadline exceeded", "EOF")
+
+
+def _allocation_hiccup(status: int, body: bytes) -> bool:
+    message = _status_message(body)
+    return (
+        status == 422
+        and "failed to allocate IP" in message
+        and any(cause in message for cause in _PASSING_CAUSES)
+    )
+
+
 def _retry_after(value: str | None) -> float | None:
     """Retry-After in seconds (the HTTP-date form is not used by the API server)."""
     if value and value.strip().isdigit():
@@ -547,17 +567,22 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
-def _short(e: BaseException) -> str:
+# What a failed connection says, in a few words (urllib3 and ssl messages are long).
+_CAUSES = {
+    "Connection refused": "connection refused",
+    "Connection reset": "connection reset",
+    "Name or service not known": "name or service not known",
+    "timed out": "timed out",
+    "Remote end closed connection": "connection closed",
+    "EOF occurred in violation of protocol": "connection closed",
+}
+
+
+def _short(e: BaseException | str) -> str:
     text = str(e)
-    for marker in (
-        "Connection refused",
-        "Connection reset",
-        "Name or service not known",
-        "timed out",
-        "Remote end closed connection",
-    ):
+    for marker, words in _CAUSES.items():
         if marker in text:
-            return marker.lower()
+            return words
     return text.splitlines()[-1][:200] if text else type(e).__name__
 
 

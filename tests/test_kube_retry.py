@@ -145,6 +145,29 @@ def test_throttling_and_server_errors_are_retried_with_retry_after_honoured(api)
     assert pauses[1:] == [0.4, 0.8, 1.6, 3.2, 5.0]  # exponential, capped
 
 
+def test_a_cluster_ip_allocation_hiccup_is_retried_but_a_taken_ip_is_not(api) -> None:  # type: ignore[no-untyped-def]
+    # kubernetes/kubernetes#118921: a passing allocation failure comes back as 422 Invalid.
+    cluster, script, pauses, _ = api
+    hiccup = status_body(
+        422,
+        'Service "s" is invalid: spec.clusterIPs: Invalid value: [""]: '
+        'failed to allocate IP: Post "https://[::1]:6443/apis/networking.k8s.io'
+        '/v1/ipaddresses": dial tcp [::1]:6443: connect: connection refused',
+    )
+    taken = status_body(422, 'Service "s" is invalid: spec.clusterIPs: Invalid value: '
+                        '["10.96.0.9"]: failed to allocate IP 10.96.0.9: provided IP is already '
+                        "allocated")  # fmt: skip
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "ns"}}
+    script.steps = [(422, hiccup, {}), ok(service)]
+    with cluster.patience(time.monotonic() + 60):
+        cluster.apply(dict(service))
+    assert len(script.seen) == 2 and len(pauses) == 1
+    script.steps = [(422, taken, {}), ok(service)]
+    with cluster.patience(time.monotonic() + 60), pytest.raises(ClusterError, match="already"):
+        cluster.apply(dict(service))
+    assert len(script.seen) == 3
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(400, ClusterError), (403, ClusterForbidden), (422, ClusterError), (501, ClusterError)],
