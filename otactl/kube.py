@@ -72,6 +72,7 @@ FIRST_CONTACT = 15.0
 # Statuses that can change by themselves: throttled, or the API server (or its etcd) failing
 # for now. 501 and every other 4xx mean "no".
 TRANSIENT = {429, 500, 502, 503, 504}
+NOTICE_AFTER = 2.0
 MAX_PAUSE = 5.0
 
 
@@ -124,8 +125,9 @@ def _clock_time(wall: float) -> str:
 
 class Link:
     """Whether the API server answers, and since when it has not (shared by every thread
-    that talks to it). Notices go to `notify`: the first failure at once, then one every
-    heartbeat while it lasts, and one when the API server answers again."""
+    that talks to it). Notices go to `notify`: the first once it has not answered for
+    NOTICE_AFTER seconds (a single dropped connection is not news), then one every heartbeat
+    while it lasts, and one when the API server answers again."""
 
     def __init__(self, server: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.server = server
@@ -158,12 +160,14 @@ class Link:
                 self._lost = (started, time.time() - (now - started))
                 self._noticed = None
             self._cause = cause
-            due = self._lost is not None and (
-                self._noticed is None or now - self._noticed >= heartbeat_seconds()
+            gone = now - self._lost[0] if self._lost else 0.0
+            due = (
+                self._lost is not None
+                and gone >= NOTICE_AFTER
+                and (self._noticed is None or now - self._noticed >= heartbeat_seconds())
             )
             if due:
                 self._noticed = now
-            gone = now - self._lost[0] if self._lost else 0.0
         if due and self.notify:
             self.notify(f"API server unreachable for {gone:.0f} s ({cause}), retrying")
         return ClusterUnreachable(self.message(cause))

@@ -195,6 +195,7 @@ def test_unreachable_until_the_deadline_is_exit_4_saying_since_when(
 ) -> None:  # type: ignore[no-untyped-def]
     cluster, script, _, notices = api
     monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (1.0, 0.3))
+    monkeypatch.setattr(kube, "NOTICE_AFTER", 0.2)
     monkeypatch.setenv("OTACTL_HEARTBEAT_SECONDS", "0.1")
     cluster.sleep = lambda s: time.sleep(min(s, 0.05))
     script.steps = ["silent"]
@@ -209,7 +210,19 @@ def test_unreachable_until_the_deadline_is_exit_4_saying_since_when(
     assert notices[0].endswith("(timed out), retrying")
     assert cluster.link.unreachable_for() is not None
 
+    assert all("unreachable for" in n for n in notices)
+
+    # a blip shorter than NOTICE_AFTER is not news: no notice, no "reachable again"
     script.steps = [ok()]
+    assert cluster.get("ConfigMap", "ns", "c") is not None
+    told = len(notices)
+    monkeypatch.setattr(kube, "NOTICE_AFTER", 60)
+    script.steps = ["reset", ok()]
+    assert cluster.get("ConfigMap", "ns", "c") is not None
+    assert len(notices) == told
+
+    monkeypatch.setattr(kube, "NOTICE_AFTER", 0.2)
+    script.steps = ["silent", ok()]
     assert cluster.get("ConfigMap", "ns", "c") is not None
     assert notices[-1].startswith("API server reachable again after ")
     assert cluster.link.unreachable_for() is None
