@@ -150,12 +150,18 @@ class Link:
         if told and self.notify:
             self.notify(f"API server reachable again after {gone:.0f} s")
 
-    def failed(self, cause: str, started: float) -> ClusterUnreachable:
+    def failed(
+        self, cause: str, started: float, silent_since: float | None = None
+    ) -> ClusterUnreachable:
         """Record a request sent at `started` (monotonic) that got no answer: `cause`. A
-        failure older than the last answer is a leftover of a healed outage, not a new one."""
+        failure older than the last answer is a leftover of a healed outage, not a new one.
+        `silent_since`: the probe of a watch that has been silent since then; the outage
+        began then (or at the last answer, if later)."""
         now = self.clock()
         with self._lock:
             stale = started < self._last_ok
+            if silent_since is not None:
+                started, stale = max(silent_since, self._last_ok), False
             if self._lost is None and not stale:
                 self._lost = (started, time.time() - (now - started))
                 self._noticed = None
@@ -235,6 +241,7 @@ class Cluster:
         headers: dict[str, str] | None = None,
         timeout: Any = None,
         stream: bool = False,
+        silent_since: float | None = None,
     ) -> Any:
         """One request; returns the client's RESTResponse, its body read unless `stream`.
         No answer (refused, reset, timed out) raises ClusterUnreachable, through `link`."""
@@ -265,13 +272,13 @@ class Cluster:
                     f"cannot talk to the Kubernetes API at {self.target.server}: {reason}",
                     transient=False,
                 ) from e
-            raise self.link.failed(_short(reason), started) from e
+            raise self.link.failed(_short(reason), started, silent_since) from e
         except Exception as e:
             import urllib3
 
             if isinstance(e, urllib3.exceptions.HTTPError | OSError):
                 cause = getattr(e, "reason", None) or e
-                raise self.link.failed(_short(cause), started) from e
+                raise self.link.failed(_short(cause), started, silent_since) from e
             raise
         self.link.answered()
         return resp
@@ -353,10 +360,11 @@ class Cluster:
         assert data is not None
         return str(data.get("gitVersion", "?"))
 
-    def probe(self) -> None:
+    def probe(self, silent_since: float | None = None) -> None:
         """One cheap request (/version, short timeouts): returns when the API server
-        answers anything, raises ClusterUnreachable when it does not."""
-        self._send("GET", "/version", timeout=PROBE_TIMEOUT)
+        answers anything, raises ClusterUnreachable when it does not (lost since
+        `silent_since`, when a watch heard nothing since then)."""
+        self._send("GET", "/version", timeout=PROBE_TIMEOUT, silent_since=silent_since)
 
     def get(
         self, kind: str, namespace: str | None, name: str, *, deadline: float | None = None
@@ -458,8 +466,10 @@ class Cluster:
             raise self._error(resp.status, resp.read(), what)
         raw = resp.response
         finished = broke = False
+        heard = time.monotonic()
         try:
             for line in raw:
+                heard = time.monotonic()
                 if not line.strip():
                     continue
                 event = json.loads(line)
@@ -483,7 +493,7 @@ class Cluster:
                 raw.close()  # never hand a half-read stream back to the pool
             raw.release_conn()
         if broke:
-            self.probe()
+            self.probe(silent_since=heard)
 
     def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 5) -> str:
         """The last lines a (crashed) container wrote, for wait explanations."""

@@ -245,6 +245,9 @@ def test_a_watch_resumes_probes_when_quiet_and_says_410(api, monkeypatch) -> Non
     script.steps = [("watch", [], "silent"), "silent"]
     with pytest.raises(ClusterUnreachable):
         list(cluster.watch("ConfigMap", "ns", "7", 30))
+    # lost since the watch last heard something, not since the probe was sent
+    lost = cluster.link.unreachable_for()
+    assert lost is not None and lost >= 0.3 + 0.5
     assert script.seen == ["GET /api/v1/namespaces/ns/configmaps", "GET /version"]
 
     # the resourceVersion is too old: 410, as a status or as an ERROR event
