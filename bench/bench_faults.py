@@ -5,18 +5,19 @@ heartbeat) is held in its infra wait (nodes cordoned: the pods stay Pending), th
 injected, and from the CLI's stderr, timestamped as it arrives:
 - fault → first report: until the first line saying the API server is unreachable (or,
   when otactl never loses it, the first line at all);
-- heal → progress: from the heal (unfrozen, or the restarted process ready again) until
+- heal → progress: from the heal (unfrozen, or the stopped process started again) until
   "reachable again", and until the first object reported ready after the nodes are
   uncordoned (the wait going on);
 - the exit code, and whether a rerun converges (exit 0, then a run that writes nothing).
 A fault left unhealed until the deadline gives the exit code and the error line. The slow
 link is timed against a baseline `up` in the same run.
 
-Usage: .venv/bin/python bench/bench_faults.py
+Usage: .venv/bin/python bench/bench_faults.py [--only freeze|restart|deadline|slow ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -129,6 +130,9 @@ def fault_run(bench: Bench, name: str, inject, heal) -> None:  # type: ignore[no
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="*", choices=["freeze", "restart", "deadline", "slow"])
+    only = set(parser.parse_args().only or ["freeze", "restart", "deadline", "slow"])
     with tempfile.TemporaryDirectory(prefix="otactl-bench-faults-") as tmp_name:
         tmp = Path(tmp_name)
         opts = localcluster.ClusterOptions(
@@ -147,16 +151,22 @@ def main() -> None:
                 localcluster.set_faults(state, frozen=False)
                 return time.monotonic()
 
-            fault_run(bench, "freeze (healed about 20 s after the first report)", freeze, unfreeze)
+            if "freeze" in only:
+                fault_run(bench, "freeze (healed 20 s after the first report)", freeze, unfreeze)
 
             stopped: dict[str, threading.Thread] = {}
             done: dict[str, float] = {}
 
             def restart(name: str, down: float):  # type: ignore[no-untyped-def]
                 def inject() -> None:
+                    def started(line: str) -> None:
+                        if line.startswith("started "):  # healed: the process runs again
+                            done[name] = time.monotonic()
+
                     def run() -> None:
-                        localcluster.restart_component(state, name, down_seconds=down)
-                        done[name] = time.monotonic()
+                        localcluster.restart_component(
+                            state, name, down_seconds=down, progress=started
+                        )
 
                     stopped[name] = threading.Thread(target=run)
                     stopped[name].start()
@@ -167,38 +177,42 @@ def main() -> None:
 
                 return inject, heal
 
-            fault_run(bench, "restart-apiserver (stopped 10 s)", *restart("kube-apiserver", 10))
-            fault_run(bench, "restart-etcd (stopped 10 s)", *restart("etcd", 10))
+            if "restart" in only:
+                fault_run(bench, "restart-apiserver (stopped 10 s)", *restart("kube-apiserver", 10))
+                fault_run(bench, "restart-etcd (stopped 10 s)", *restart("etcd", 10))
 
             # Not healed: the deadline comes while the API server is unreachable.
-            ns = f"bench-{uuid.uuid4().hex[:6]}"
-            cli, args = held_in_infra(bench, ns, "--timeout", "90")
-            t0 = time.monotonic()
-            freeze()
-            t_report, _ = cli.first("unreachable", t0, timeout=60)
-            code = cli.finish()
-            error = next((line for _, line in cli.lines if line.startswith("error:")), "")
-            localcluster.set_faults(state, frozen=False)
-            bench.nodes("uncordon")
-            print("freeze until the deadline (--timeout 90):")
-            print(f"  fault -> first report    {t_report - t0:6.1f} s")
-            print(f"  exit code {code}: {error}")
-            print(f"  {bench.converges(args)}")
+            if "deadline" in only:
+                ns = f"bench-{uuid.uuid4().hex[:6]}"
+                cli, args = held_in_infra(bench, ns, "--timeout", "90")
+                t0 = time.monotonic()
+                freeze()
+                t_report, _ = cli.first("unreachable", t0, timeout=60)
+                code = cli.finish()
+                error = next((line for _, line in cli.lines if line.startswith("error:")), "")
+                localcluster.set_faults(state, frozen=False)
+                bench.nodes("uncordon")
+                print("freeze until the deadline (--timeout 90):")
+                print(f"  fault -> first report    {t_report - t0:6.1f} s")
+                print(f"  exit code {code}: {error}")
+                print(f"  {bench.converges(args)}")
 
             # A slow link, against a baseline in the same run.
-            def timed_up(extra_ms: int) -> tuple[float, int]:
-                localcluster.set_faults(state, delay_ms=extra_ms)
-                ns = f"bench-{uuid.uuid4().hex[:6]}"
-                cli = Cli(bench.args(ns, "--timeout", "900"))
-                code = cli.finish()
-                localcluster.set_faults(state, delay_ms=0)
-                return time.monotonic() - cli.started, code
+            if "slow" in only:
 
-            base, base_code = timed_up(0)
-            slow, slow_code = timed_up(200)
-            print("slow 200 ms (every answer of the API server):")
-            print(f"  up from nothing: {base:.1f} s (exit {base_code}) without, "
-                  f"{slow:.1f} s (exit {slow_code}) with: x{slow / base:.2f}")  # fmt: skip
+                def timed_up(extra_ms: int) -> tuple[float, int]:
+                    localcluster.set_faults(state, delay_ms=extra_ms)
+                    ns = f"bench-{uuid.uuid4().hex[:6]}"
+                    cli = Cli(bench.args(ns, "--timeout", "900"))
+                    code = cli.finish()
+                    localcluster.set_faults(state, delay_ms=0)
+                    return time.monotonic() - cli.started, code
+
+                base, base_code = timed_up(0)
+                slow, slow_code = timed_up(200)
+                print("slow 200 ms (every answer of the API server):")
+                print(f"  up from nothing: {base:.1f} s (exit {base_code}) without, "
+                      f"{slow:.1f} s (exit {slow_code}) with: x{slow / base:.2f}")  # fmt: skip
         finally:
             localcluster.down(state)
 
