@@ -25,7 +25,7 @@ from otactl import pki, render, secretstore
 from otactl.config import Values
 from otactl.errors import PkiError
 from otactl.fsutil import ensure_private_dir
-from otactl.wait import Change, Target, wait_deleted, wait_ready
+from otactl.wait import Change, Target, Waiting, wait_deleted, wait_ready
 
 if TYPE_CHECKING:
     from otactl.credentials import CredentialsResult
@@ -53,7 +53,7 @@ class Phase:
     seen_at: float = 0.0
 
 
-Event = Phase | Change
+Event = Phase | Change | Waiting
 Report = Callable[[Event], None]
 
 
@@ -335,13 +335,15 @@ def up(
     timeout)` are the service-level phases (they talk through the service proxy)."""
     server_dir = generated / values.server_name
     steps = (report, credentials_step, health_step)
-    if not opts.dry_run:
-        return _plan(cluster, values, server_dir, opts, *steps)
-    # What up would make (a CA, secrets) is made in a scratch copy: a dry run shows the
-    # objects as they would be and leaves generated/ untouched.
-    with tempfile.TemporaryDirectory(prefix="otactl-dry-run-") as scratch:
-        copy = _scratch_copy(server_dir, Path(scratch) / values.server_name)
-        return _plan(cluster, values, copy, opts, *steps)
+    # A lost API server, throttling and 5xx are waited out until the overall deadline.
+    with cluster.patience(time.monotonic() + opts.timeout):
+        if not opts.dry_run:
+            return _plan(cluster, values, server_dir, opts, *steps)
+        # What up would make (a CA, secrets) is made in a scratch copy: a dry run shows the
+        # objects as they would be and leaves generated/ untouched.
+        with tempfile.TemporaryDirectory(prefix="otactl-dry-run-") as scratch:
+            copy = _scratch_copy(server_dir, Path(scratch) / values.server_name)
+            return _plan(cluster, values, copy, opts, *steps)
 
 
 def _plan(
@@ -490,20 +492,23 @@ def down(
     ns = values.namespace
     kinds = OWNED_KINDS + (("PersistentVolumeClaim",) if purge else ())
     targets = []
-    for kind in kinds:
-        items, _ = cluster.list_objects(kind, ns, MANAGED_SELECTOR)
-        for obj in items:
-            name = obj["metadata"]["name"]
-            cluster.delete(kind, ns, name)
-            targets.append(Target(kind, ns, name))
-    wait_deleted(cluster, targets, timeout, report)
-    if purge and ns != "default":
-        namespace = cluster.get("Namespace", None, ns)
-        labels = (namespace or {}).get("metadata", {}).get("labels") or {}
-        if labels.get("app.kubernetes.io/managed-by") == "otactl":
-            cluster.delete("Namespace", None, ns)
-            wait_deleted(cluster, [Target("Namespace", "", ns)], timeout, report)
-            targets.append(Target("Namespace", "", ns))
+    end = time.monotonic() + timeout
+    with cluster.patience(end):
+        for kind in kinds:
+            items, _ = cluster.list_objects(kind, ns, MANAGED_SELECTOR)
+            for obj in items:
+                name = obj["metadata"]["name"]
+                cluster.delete(kind, ns, name)
+                targets.append(Target(kind, ns, name))
+        wait_deleted(cluster, targets, max(1.0, end - time.monotonic()), report, "down")
+        if purge and ns != "default":
+            namespace = cluster.get("Namespace", None, ns)
+            labels = (namespace or {}).get("metadata", {}).get("labels") or {}
+            if labels.get("app.kubernetes.io/managed-by") == "otactl":
+                cluster.delete("Namespace", None, ns)
+                left = max(1.0, end - time.monotonic())
+                wait_deleted(cluster, [Target("Namespace", "", ns)], left, report, "down")
+                targets.append(Target("Namespace", "", ns))
     return [str(t) for t in targets]
 
 

@@ -50,7 +50,19 @@ class ClusterError(OtactlError):
 
 
 class ClusterUnreachable(ClusterError):
+    """No answer from the API server. `transient` is False for what waiting cannot fix (a
+    certificate the client refuses); otherwise otactl retries until its deadline."""
+
     exit_code = 4
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class WatchExpired(ClusterError):
+    """A watch cannot go on from its resourceVersion: the API server no longer has it (410
+    Gone) or cannot serve the watch for now (429, 5xx). The watcher lists again."""
 
 
 class ClusterUnauthorized(ClusterError):

@@ -14,6 +14,7 @@ server (no ready pods behind the Service), not from the service: the reasons say
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -191,20 +192,32 @@ def wait_healthy(
     deadline: Deadline | None = None,
 ) -> list[HealthResult]:
     """Check until every service is OK (a service once OK is not asked again), or raise
-    `WaitTimeout` naming, for each service still failing, why."""
+    `WaitTimeout` naming, for each service still failing, why; `ClusterUnreachable` (saying
+    since when) when the API server itself did not answer at the end."""
     names = resolve(services)
     deadline = deadline or Deadline(timeout)
     latest: dict[str, HealthResult] = {}
     report = Reporter(progress, deadline.clock)
     attempt = 0
     while True:
+        lost: HealthResult | None = None
         for name in names:
-            if name not in latest or not latest[name].ok:
-                latest[name] = check_one(caller, name)
+            if name in latest and latest[name].ok:
+                continue
+            if lost is not None:  # the API server did not answer: the others would not either
+                latest[name] = dataclasses.replace(lost, service=name, path=CHECKS[name][0])
+                continue
+            latest[name] = check_one(caller, name)
+            if latest[name].http_status is None:
+                lost = latest[name]
         bad = [latest[n] for n in names if not latest[n].ok]
         if not bad:
             return [latest[n] for n in names]
         if deadline.expired():
+            if lost is not None:
+                raise ClusterUnreachable(
+                    f"{lost.reason} (waiting for the health of {len(bad)} of {len(names)} services)"
+                )
             raise WaitTimeout(
                 f"{len(bad)} of {len(names)} services not healthy after "
                 f"{deadline.timeout:g}s: {_summary(bad)}"

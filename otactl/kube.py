@@ -2,14 +2,22 @@
 
 Objects travel as plain dicts (JSON), so the rest of otactl never sees client models. Every
 API error is turned into one line naming the object and what the server said; only what
-can succeed later is retried (connection errors, 429 with Retry-After, 5xx, 409 on apply)."""
+can succeed later is retried (connection errors, 429 with Retry-After, 500 and 502-504, 409
+on apply), until the deadline the caller set (`Cluster.patience`).
+
+A lost API server is noticed within seconds, not at a phase's deadline: every request has a
+read timeout, watches are short and probed when quiet, and `Cluster.link` records since when
+the API server has not answered; it says so through `Cluster.on_notice`."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +29,9 @@ from otactl.errors import (
     ClusterUnauthorized,
     ClusterUnreachable,
     ConfigError,
+    WatchExpired,
 )
+from otactl.retry import heartbeat_seconds
 from otactl.service_api import Response
 
 FIELD_MANAGER = "otactl"
@@ -44,8 +54,26 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Job": ("/apis/batch/v1", "jobs", True),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
 }
-RETRIES = 6
-REQUEST_TIMEOUT = (10.0, 60.0)
+# (connect, read) seconds. A request the API server has not answered within the read timeout
+# is taken as lost and retried (apply, get, list and delete are idempotent).
+REQUEST_TIMEOUT = (10.0, 20.0)
+# A watch asks the server to end it after this long (then otactl watches again from the
+# last resourceVersion it saw) ...
+WATCH_SECONDS = 60
+# ... and when no byte arrives for this long, a cheap request (/version) tells a quiet watch
+# from a dead connection.
+QUIET_SECONDS = 10.0
+PROBE_TIMEOUT = (5.0, 5.0)
+# How long requests are retried when no caller set a deadline (`Cluster.patience`,
+# `Cluster.default_patience`), and at most for the very first request (a wrong address
+# should not hang a 30-minute `up`).
+DEFAULT_PATIENCE = 15.0
+FIRST_CONTACT = 15.0
+# Statuses that can change by themselves: throttled, or the API server (or its etcd) failing
+# for now. 501 and every other 4xx mean "no".
+TRANSIENT = {429, 500, 502, 503, 504}
+NOTICE_AFTER = 2.0
+MAX_PAUSE = 5.0
 
 
 def ref(obj: dict[str, Any]) -> str:
@@ -91,12 +119,114 @@ class KubeTarget:
     source: str
 
 
+def _clock_time(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall, dt.UTC).strftime("%H:%M:%S UTC")
+
+
+class Link:
+    """Whether the API server answers, and since when it has not (shared by every thread
+    that talks to it). Notices go to `notify`: the first once it has not answered for
+    NOTICE_AFTER seconds (a single dropped connection is not news), then one every heartbeat
+    while it lasts, and one when the API server answers again."""
+
+    def __init__(self, server: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.server = server
+        self.clock = clock
+        self.notify: Callable[[str], None] | None = None
+        self._lock = threading.Lock()
+        self._lost: tuple[float, float] | None = None  # (monotonic, wall) of the first failure
+        self._cause = ""
+        self._last_ok = float("-inf")
+        self._noticed: float | None = None
+
+    def answered(self) -> None:
+        """Any answer (whatever its status) proves the API server is reachable."""
+        with self._lock:
+            self._last_ok = self.clock()
+            if self._lost is None:
+                return
+            gone = self._last_ok - self._lost[0]
+            told, self._lost, self._noticed = self._noticed is not None, None, None
+        if told and self.notify:
+            self.notify(f"API server reachable again after {gone:.0f} s")
+
+    def failed(
+        self, cause: str, started: float, silent_since: float | None = None
+    ) -> ClusterUnreachable:
+        """Record a request sent at `started` (monotonic) that got no answer: `cause`. A
+        failure older than the last answer is a leftover of a healed outage, not a new one.
+        `silent_since`: the probe of a watch that has been silent since then; the outage
+        began then (or at the last answer, if later)."""
+        now = self.clock()
+        with self._lock:
+            stale = started < self._last_ok
+            if silent_since is not None:
+                started, stale = max(silent_since, self._last_ok), False
+            if self._lost is None and not stale:
+                self._lost = (started, time.time() - (now - started))
+                self._noticed = None
+            self._cause = cause
+            gone = now - self._lost[0] if self._lost else 0.0
+            due = (
+                self._lost is not None
+                and gone >= NOTICE_AFTER
+                and (self._noticed is None or now - self._noticed >= heartbeat_seconds())
+            )
+            if due:
+                self._noticed = now
+        if due and self.notify:
+            self.notify(f"API server unreachable for {gone:.0f} s ({cause}), retrying")
+        return ClusterUnreachable(self.message(cause))
+
+    def unreachable_for(self) -> float | None:
+        """Seconds since the API server stopped answering, or None while it answers."""
+        with self._lock:
+            return None if self._lost is None else self.clock() - self._lost[0]
+
+    def message(self, cause: str | None = None) -> str:
+        """`cannot reach the Kubernetes API at URL, unreachable since T (N s): cause`."""
+        with self._lock:
+            lost, cause = self._lost, cause or self._cause
+        text = f"cannot reach the Kubernetes API at {self.server}"
+        if lost is not None:
+            gone = self.clock() - lost[0]
+            text += f", unreachable since {_clock_time(lost[1])}"
+            text += f" ({gone:.0f} s)" if gone >= 1 else ""
+        return f"{text}: {cause}"
+
+
 class Cluster:
     """A connection (one urllib3 pool) to one API server."""
 
     def __init__(self, api_client: Any, target: KubeTarget) -> None:
         self._api = api_client
         self.target = target
+        self.link = Link(target.server)
+        self.sleep: Callable[[float], None] = time.sleep  # between attempts
+        # How long requests are retried outside a `patience` block.
+        self.default_patience = DEFAULT_PATIENCE
+        self._patience: float | None = None
+
+    def on_notice(self, notify: Callable[[str], None] | None) -> None:
+        """Where "API server unreachable for 40 s, retrying" and its end are said."""
+        self.link.notify = notify
+
+    @contextlib.contextmanager
+    def patience(self, end: float) -> Iterator[None]:
+        """Retry transient failures until `end` (monotonic) rather than DEFAULT_PATIENCE,
+        for every request made inside the block (from any thread)."""
+        before, self._patience = self._patience, end
+        try:
+            yield
+        finally:
+            self._patience = before
+
+    def _end(self, deadline: float | None) -> float:
+        if deadline is not None:
+            return deadline
+        if self._patience is not None:
+            return self._patience
+        return time.monotonic() + self.default_patience
 
     # --- raw requests -----------------------------------------------------------------
 
@@ -109,9 +239,12 @@ class Cluster:
         body: Any = None,
         content_type: str | None = None,
         headers: dict[str, str] | None = None,
-        timeout: Any = REQUEST_TIMEOUT,
+        timeout: Any = None,
+        stream: bool = False,
+        silent_since: float | None = None,
     ) -> Any:
-        """One request; returns the client's RESTResponse (body not read yet)."""
+        """One request; returns the client's RESTResponse, its body read unless `stream`.
+        No answer (refused, reset, timed out) raises ClusterUnreachable, through `link`."""
         from kubernetes.client.exceptions import ApiException
 
         hdrs = {"Accept": "application/json", **(headers or {})}
@@ -125,24 +258,35 @@ class Cluster:
             sbody = body
         elif body is not None:
             sbody = self._api.sanitize_for_serialization(body)
+        started = time.monotonic()
         try:
-            return self._api.rest_client.request(
-                method, url, headers=hdrs, body=sbody, _request_timeout=timeout
+            resp = self._api.rest_client.request(
+                method, url, headers=hdrs, body=sbody, _request_timeout=timeout or REQUEST_TIMEOUT
             )
+            if not stream:
+                resp.read()  # kept by the response: later read() calls return it
         except ApiException as e:  # status 0: TLS or request-building failures
-            raise ClusterUnreachable(
-                f"cannot talk to the Kubernetes API at {self.target.server}: "
-                f"{str(e.reason).splitlines()[-1]}"
-            ) from e
+            reason = str(e.reason).splitlines()[-1]
+            if "CERTIFICATE" in reason.upper():  # waiting will not change a certificate
+                raise ClusterUnreachable(
+                    f"cannot talk to the Kubernetes API at {self.target.server}: {reason}",
+                    transient=False,
+                ) from e
+            raise self.link.failed(_short(reason), started, silent_since) from e
         except Exception as e:
             import urllib3
 
-            if isinstance(e, urllib3.exceptions.HTTPError):
+            if isinstance(e, urllib3.exceptions.HTTPError | OSError):
                 cause = getattr(e, "reason", None) or e
-                raise ClusterUnreachable(
-                    f"cannot reach the Kubernetes API at {self.target.server}: {_short(cause)}"
-                ) from e
+                raise self.link.failed(_short(cause), started, silent_since) from e
             raise
+        self.link.answered()
+        return resp
+
+    def _pause(self, attempt: int, end: float, retry_after: float | None = None) -> None:
+        """Exponential backoff, or the server's Retry-After, never past `end`."""
+        delay = retry_after if retry_after is not None else min(0.2 * 2**attempt, MAX_PAUSE)
+        self.sleep(max(0.0, min(delay, end - time.monotonic())))
 
     def request(
         self,
@@ -158,17 +302,21 @@ class Cluster:
         deadline: float | None = None,
     ) -> dict[str, Any] | None:
         """A JSON request with otactl's retry and error policy. `what` names the verb and
-        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`."""
+        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`.
+
+        No answer, 429 (after its Retry-After), 500, 502-504, and 409 when `retry_conflict`
+        are tried again with backoff until `deadline` (monotonic; default: the `patience`
+        in force); any other status fails at once with what the server said."""
+        end = self._end(deadline)
         attempt = 0
-        end = deadline if deadline is not None else time.monotonic() + 120
         while True:
-            attempt += 1
             try:
                 resp = self._send(method, path, query=query, body=body, content_type=content_type)
-            except ClusterUnreachable:
-                if attempt >= RETRIES or time.monotonic() > end:
+            except ClusterUnreachable as e:
+                if not e.transient or time.monotonic() >= end:
                     raise
-                time.sleep(min(0.2 * 2**attempt, 5))
+                self._pause(attempt, end)
+                attempt += 1
                 continue
             status = resp.status
             data = resp.read()
@@ -176,11 +324,14 @@ class Cluster:
                 return json.loads(data) if data else {}
             if status == 404 and ok_missing:
                 return None
-            retryable = status == 429 or status >= 500 or (status == 409 and retry_conflict)
-            if retryable and attempt < RETRIES and time.monotonic() < end:
-                retry_after = resp.headers.get("Retry-After")
-                delay = float(retry_after) if retry_after and retry_after.isdigit() else 0.0
-                time.sleep(max(delay, min(0.2 * 2**attempt, 5)))
+            retryable = (
+                status in TRANSIENT
+                or (status == 409 and retry_conflict)
+                or _allocation_hiccup(status, data)
+            )
+            if retryable and time.monotonic() < end:
+                self._pause(attempt, end, _retry_after(resp.headers.get("Retry-After")))
+                attempt += 1
                 continue
             raise self._error(status, data, what)
 
@@ -202,18 +353,33 @@ class Cluster:
     # --- objects ----------------------------------------------------------------------
 
     def version(self) -> str:
-        """The server's version; also the first reachability and credentials check."""
-        data = self.request("GET", "/version", what="get /version")
+        """The server's version; also the first reachability and credentials check (retried
+        for FIRST_CONTACT seconds at most: a wrong address fails fast)."""
+        end = min(self._end(None), time.monotonic() + FIRST_CONTACT)
+        data = self.request("GET", "/version", what="get /version", deadline=end)
         assert data is not None
         return str(data.get("gitVersion", "?"))
 
-    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def probe(self, silent_since: float | None = None) -> None:
+        """One cheap request (/version, short timeouts): returns when the API server
+        answers anything, raises ClusterUnreachable when it does not (lost since
+        `silent_since`, when a watch heard nothing since then)."""
+        self._send("GET", "/version", timeout=PROBE_TIMEOUT, silent_since=silent_since)
+
+    def get(
+        self, kind: str, namespace: str | None, name: str, *, deadline: float | None = None
+    ) -> dict[str, Any] | None:
         path = _resource_path(kind, namespace, name)
         what = f"get {kind} {namespace + '/' if namespace else ''}{name}"
-        return self.request("GET", path, what=what, ok_missing=True)
+        return self.request("GET", path, what=what, ok_missing=True, deadline=deadline)
 
     def list_objects(
-        self, kind: str, namespace: str | None, label_selector: str | None = None
+        self,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None = None,
+        *,
+        deadline: float | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """Objects and the list's resourceVersion (to watch from)."""
         path = _resource_path(kind, namespace)
@@ -222,6 +388,7 @@ class Cluster:
             path,
             query={"labelSelector": label_selector},
             what=f"list {RESOURCES[kind][1]} in {namespace or 'the cluster'}",
+            deadline=deadline,
         )
         assert data is not None
         items = data.get("items", [])
@@ -267,11 +434,17 @@ class Cluster:
         timeout: float,
         label_selector: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Events (type, object) after `resource_version`, for at most `timeout` seconds.
-        Ends normally when the server closes the watch; raises ClusterError with status 410
-        in the message when the version is too old (the caller lists again)."""
+        """Events (type, object) after `resource_version`, for at most `timeout` seconds
+        (and at most WATCH_SECONDS: the caller watches again from the last resourceVersion).
+
+        Ends normally when the server closes the watch, and when the stream goes quiet for
+        QUIET_SECONDS or breaks while the API server still answers a probe. Raises
+        ClusterUnreachable when it does not answer, WatchExpired when the version is too
+        old (410 Gone) or the server cannot serve the watch for now (429, 5xx): the caller
+        lists again (with the list's retries and backoff)."""
         path = _resource_path(kind, namespace)
-        seconds = max(1, int(timeout))
+        seconds = max(1, int(min(timeout, WATCH_SECONDS)))
+        what = f"watch {RESOURCES[kind][1]}"
         resp = self._send(
             "GET",
             path,
@@ -282,30 +455,45 @@ class Cluster:
                 "timeoutSeconds": seconds,
                 "labelSelector": label_selector,
             },
-            timeout=(10.0, seconds + 10.0),
+            # the read timeout applies to each read: a watch silent this long is probed
+            timeout=(REQUEST_TIMEOUT[0], QUIET_SECONDS),
+            stream=True,
         )
+        if resp.status == 410 or resp.status in TRANSIENT:
+            message = _status_message(resp.read()) or f"HTTP {resp.status}"
+            raise WatchExpired(f"{what}: {resp.status} {message}")
         if resp.status != 200:
-            raise self._error(resp.status, resp.read(), f"watch {RESOURCES[kind][1]}")
+            raise self._error(resp.status, resp.read(), what)
         raw = resp.response
+        finished = broke = False
+        heard = time.monotonic()
         try:
             for line in raw:
+                heard = time.monotonic()
                 if not line.strip():
                     continue
                 event = json.loads(line)
                 obj = event.get("object", {})
                 if event.get("type") == "ERROR":
                     code = obj.get("code")
-                    raise ClusterError(f"watch {RESOURCES[kind][1]}: {code} {obj.get('message')}")
+                    if code == 410 or code in TRANSIENT:  # e.g. 504 while its cache warms up
+                        raise WatchExpired(f"{what}: {code} {obj.get('message')}")
+                    raise ClusterError(f"{what}: {code} {obj.get('message')}")
                 obj.setdefault("kind", kind)
                 yield event["type"], obj
+            finished = True
         except Exception as e:
             import urllib3
 
-            if isinstance(e, urllib3.exceptions.HTTPError | OSError):
-                return  # the stream broke: the caller lists and watches again
-            raise
+            if not isinstance(e, urllib3.exceptions.HTTPError | OSError):
+                raise
+            broke = True  # quiet for QUIET_SECONDS, or the connection broke
         finally:
+            if not finished:
+                raw.close()  # never hand a half-read stream back to the pool
             raw.release_conn()
+        if broke:
+            self.probe(silent_since=heard)
 
     def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 5) -> str:
         """The last lines a (crashed) container wrote, for wait explanations."""
@@ -370,11 +558,45 @@ class ServiceProxyCaller:
         return result
 
 
-def _short(e: BaseException) -> str:
+# The API server answers 422 Invalid when it could not allocate a Service's cluster IP for
+# a passing reason (etcd leader change; its own loopback not up yet right after a restart):
+# https://github.com/kubernetes/kubernetes/issues/118921. Those are retried; "already
+# allocated" or "range is full" are not.
+_PASSING_CAUSES = ("connection refused", "etcdserver", "timeout", "deadline exceeded", "EOF")
+
+
+def _allocation_hiccup(status: int, body: bytes) -> bool:
+    message = _status_message(body)
+    return (
+        status == 422
+        and "failed to allocate IP" in message
+        and any(cause in message for cause in _PASSING_CAUSES)
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by the API server)."""
+    if value and value.strip().isdigit():
+        return float(value.strip())
+    return None
+
+
+# What a failed connection says, in a few words (urllib3 and ssl messages are long).
+_CAUSES = {
+    "Connection refused": "connection refused",
+    "Connection reset": "connection reset",
+    "Name or service not known": "name or service not known",
+    "timed out": "timed out",
+    "Remote end closed connection": "connection closed",
+    "EOF occurred in violation of protocol": "connection closed",
+}
+
+
+def _short(e: BaseException | str) -> str:
     text = str(e)
-    for marker in ("Connection refused", "Name or service not known", "timed out"):
+    for marker, words in _CAUSES.items():
         if marker in text:
-            return marker.lower()
+            return words
     return text.splitlines()[-1][:200] if text else type(e).__name__
 
 

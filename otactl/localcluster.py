@@ -65,6 +65,7 @@ BINARIES = (
     "kwok",
 )
 STATE_FILE = "state.json"
+FAULTS_FILE = "faults.json"
 STORAGE_CLASS = "standard"
 
 Progress = Callable[[str], None]
@@ -177,6 +178,8 @@ class ProcessRecord:
     pid: int
     start_ticks: int
     log: str
+    # The full command (netns prefix included), so a fault can restart the process as it was.
+    cmd: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -433,7 +436,7 @@ class _Launcher:
             rc = proc.wait()
             raise LocalClusterError(f"{name} exited with {rc}; last lines of {log}:\n{_tail(log)}")
         self.popens[name] = proc
-        self.info.processes.append(ProcessRecord(name, proc.pid, ticks, str(log)))
+        self.info.processes.append(ProcessRecord(name, proc.pid, ticks, str(log), [*prefix, *cmd]))
         _save_state(self.info)
 
     def check(self) -> None:
@@ -892,7 +895,11 @@ def _start_all(
         )  # fmt: skip
 
     fds = [api_sock.fileno()]
-    fwd_args = [f"{api_sock.fileno()}=127.0.0.1:{IN_NS_API_PORT}"]
+    # Faults (`otactl local-cluster fault`) apply to the API path only, never to the knobs.
+    fwd_args = [
+        f"--faults={api_sock.fileno()}:{state_dir / FAULTS_FILE}",
+        f"{api_sock.fileno()}=127.0.0.1:{IN_NS_API_PORT}",
+    ]
     if ctl_sock is not None:
         fds.append(ctl_sock.fileno())
         fwd_args.append(f"{ctl_sock.fileno()}=127.0.0.1:{IN_NS_CONTROL_PORT}")
@@ -1104,7 +1111,7 @@ def down(state_dir: Path, keep: bool = False, progress: Progress = _quiet) -> li
         return stopped
     for name in ("etcd", "pki"):
         shutil.rmtree(state_dir / name, ignore_errors=True)
-    for name in ("kubeconfig", "internal.kubeconfig", STATE_FILE):
+    for name in ("kubeconfig", "internal.kubeconfig", STATE_FILE, FAULTS_FILE):
         (state_dir / name).unlink(missing_ok=True)
     return stopped
 
@@ -1126,45 +1133,57 @@ def status(state_dir: Path) -> ClusterStatus:
 def _forward_main(specs: Sequence[str]) -> None:
     """Relay each inherited listening socket to a target inside this namespace.
 
-    `specs` are `FD=HOST:PORT`. The listening sockets were created in the host namespace by
-    `up` and keep that namespace; the connections this process opens live in the netns.
+    `specs` are `FD=HOST:PORT`, and `--faults=FD:FILE` for the socket whose connections
+    suffer the faults in FILE (re-read on SIGHUP, see `set_faults`). The listening sockets
+    were created in the host namespace by `up` and keep that namespace; the connections
+    this process opens live in the netns.
     """
     import asyncio
 
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (ConnectionError, OSError):
-            pass
+    gates: dict[int, _FaultGate] = {}
+    targets: list[tuple[int, tuple[str, int]]] = []
+    for spec in specs:
+        if spec.startswith("--faults="):
+            fd, _, path = spec.removeprefix("--faults=").partition(":")
+            gates[int(fd)] = _FaultGate(Path(path))
+            continue
+        fd, _, target = spec.partition("=")
+        host, _, port = target.rpartition(":")
+        targets.append((int(fd), (host, int(port))))
 
     async def handle(
-        target: tuple[str, int], cr: asyncio.StreamReader, cw: asyncio.StreamWriter
+        target: tuple[str, int],
+        gate: _FaultGate | None,
+        cr: asyncio.StreamReader,
+        cw: asyncio.StreamWriter,
     ) -> None:
+        if gate is not None:
+            await gate.thawed.wait()  # frozen: a new connection is accepted, never answered
         try:
             ur, uw = await asyncio.open_connection(*target)
         except OSError:
             cw.close()
             return
-        await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+        await asyncio.gather(_pipe(cr, uw, gate, False), _pipe(ur, cw, gate, True))
         for w in (uw, cw):
             w.close()
 
     def handler_for(
-        target: tuple[str, int],
+        target: tuple[str, int], gate: _FaultGate | None
     ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        return lambda r, w: handle(target, r, w)
+        return lambda r, w: handle(target, gate, r, w)
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for gate in gates.values():
+            gate.thawed = asyncio.Event()
+            gate.thawed.set()
+            loop.add_signal_handler(signal.SIGHUP, gate.reload)
         servers = []
-        for spec in specs:
-            fd, _, target = spec.partition("=")
-            host, _, port = target.rpartition(":")
-            sock = socket.socket(fileno=int(fd))
-            servers.append(await asyncio.start_server(handler_for((host, int(port))), sock=sock))
+        for fd, target in targets:
+            sock = socket.socket(fileno=fd)
+            handler = handler_for(target, gates.get(fd))
+            servers.append(await asyncio.start_server(handler, sock=sock))
         await asyncio.gather(*(s.serve_forever() for s in servers))
 
     asyncio.run(main())
@@ -1187,6 +1206,200 @@ def _watchdog_main(owner_pid: int, owner_ticks: int, state_dir: str) -> None:
     down(Path(state_dir), progress=lambda m: print(m, flush=True))
 
 
+# --------------------------------------------------------------------------- faults
+
+
+@dataclass
+class Faults:
+    """Faults on the host's path to the API server, applied by the forwarder: `frozen`
+    holds every byte both ways (a network partition: connections open, nothing answers),
+    `delay_ms` holds each piece of every answer that long (a slow link)."""
+
+    frozen: bool = False
+    delay_ms: int = 0
+
+    def describe(self) -> str:
+        parts = (["API path frozen"] if self.frozen else []) + (
+            [f"API answers delayed {self.delay_ms} ms"] if self.delay_ms else []
+        )
+        return ", ".join(parts) or "no faults"
+
+
+def load_faults(state_dir: Path) -> Faults:
+    """The faults in force for the cluster recorded in `state_dir` (none when unset)."""
+    path = Path(state_dir) / FAULTS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Faults()
+    except ValueError as e:
+        raise LocalClusterError(f"cannot read {path}: {e}") from e
+    return Faults(bool(data.get("frozen", False)), int(data.get("delay_ms", 0)))
+
+
+def _running(state_dir: Path, name: str) -> tuple[ClusterInfo, ProcessRecord]:
+    """The recorded cluster and its process `name`, which must be one `up` recorded."""
+    state_dir = Path(state_dir).resolve()
+    info = load_state(state_dir)
+    if info is None:
+        raise LocalClusterError(f"no local cluster recorded in {state_dir}")
+    for rec in info.processes:
+        if rec.name == name:
+            return info, rec
+    raise LocalClusterError(f"the local cluster in {state_dir} has no {name} process")
+
+
+def set_faults(
+    state_dir: Path, *, frozen: bool | None = None, delay_ms: int | None = None
+) -> Faults:
+    """Freeze or thaw the API path, or delay its answers (0: no delay); what is not given
+    stays as it is. The forwarder applies it within milliseconds (SIGHUP)."""
+    if delay_ms is not None and delay_ms < 0:
+        raise LocalClusterError(f"a delay of {delay_ms} ms: expected 0 or more")
+    info, forwarder = _running(state_dir, "forwarder")
+    if not _alive(forwarder):
+        raise LocalClusterError(f"the forwarder (pid {forwarder.pid}) is not running")
+    if not any(arg.startswith("--faults=") for arg in forwarder.cmd):
+        # An older forwarder has no SIGHUP handler: the signal would stop it.
+        raise LocalClusterError(
+            "this local cluster was started by an older otactl, without faults: restart it "
+            "with `otactl local-cluster down` and `up`"
+        )
+    faults = load_faults(Path(info.state_dir))
+    if frozen is not None:
+        faults.frozen = frozen
+    if delay_ms is not None:
+        faults.delay_ms = delay_ms
+    write_atomic(Path(info.state_dir) / FAULTS_FILE, json.dumps(asdict(faults)) + "\n", 0o600)
+    os.kill(forwarder.pid, signal.SIGHUP)
+    return faults
+
+
+RESTARTABLE = ("kube-apiserver", "etcd")
+
+
+def restart_component(
+    state_dir: Path,
+    name: str,
+    *,
+    down_seconds: float = 0.0,
+    wait: bool = True,
+    timeout: float = 120.0,
+    progress: Progress = _quiet,
+) -> float:
+    """Stop `name` (kube-apiserver or etcd), keep it stopped `down_seconds`, and start it
+    again with the same command and data (etcd's data folder is kept). With `wait`, return
+    once the API server answers /readyz again: the seconds from the start to that."""
+    if name not in RESTARTABLE:
+        raise LocalClusterError(f"cannot restart {name!r}: one of {', '.join(RESTARTABLE)}")
+    info, rec = _running(state_dir, name)
+    if not rec.cmd:
+        raise LocalClusterError(
+            f"{name} was started by an older otactl (no command recorded): "
+            "restart the cluster with `otactl local-cluster down` and `up`"
+        )
+    if _alive(rec):
+        progress(f"stopping {name} (pid {rec.pid})")
+        if not _signal_and_wait(rec, signal.SIGTERM, STOP_GRACE_SECONDS):
+            _signal_and_wait(rec, signal.SIGKILL, STOP_GRACE_SECONDS)
+    if down_seconds > 0:
+        progress(f"{name} stays stopped for {down_seconds:g} s")
+        time.sleep(down_seconds)
+    log = Path(rec.log)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            rec.cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = time.monotonic()
+    ticks = _start_ticks(proc.pid)
+    if ticks is None:
+        raise LocalClusterError(f"{name} exited at once; last lines of {log}:\n{_tail(log)}")
+    rec.pid, rec.start_ticks = proc.pid, ticks
+    _save_state(info)
+    progress(f"started {name} again (pid {proc.pid})")
+    if not wait:
+        return 0.0
+    pki = Path(info.state_dir) / "pki"
+    while not _api_ready(info.api_port, pki):
+        if proc.poll() is not None:
+            raise LocalClusterError(
+                f"{name} exited with {proc.returncode}; last lines of {log}:\n{_tail(log)}"
+            )
+        if time.monotonic() - started > timeout:
+            raise LocalClusterError(f"the API server is not ready {timeout:.0f}s after {name}")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+class _FaultGate:
+    """The forwarder's side of `Faults` for one listening socket."""
+
+    def __init__(self, path: Path) -> None:
+        import asyncio
+
+        self.path = path
+        self.delay = 0.0
+        self.thawed = asyncio.Event()  # replaced inside the event loop
+
+    def reload(self) -> None:
+        try:
+            faults = load_faults(self.path.parent)
+        except LocalClusterError:
+            return  # a half-written file cannot happen (atomic rename); keep what holds
+        self.delay = faults.delay_ms / 1000
+        if faults.frozen:
+            self.thawed.clear()
+        else:
+            self.thawed.set()
+
+
+async def _pipe(reader: Any, writer: Any, gate: _FaultGate | None, answers: bool) -> None:
+    """Copy one direction of a connection. Through a gate: nothing passes while it is
+    frozen, and answers (`answers`: API server to client) leave `delay` after they arrived,
+    as on a slow link (pieces keep their order and their spacing)."""
+    import asyncio
+
+    try:
+        if gate is None:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        else:
+            loop = asyncio.get_running_loop()
+            pending: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def pump() -> None:
+                try:
+                    while data := await reader.read(65536):
+                        pending.put_nowait((loop.time(), data))
+                except (ConnectionError, OSError):
+                    pass
+                pending.put_nowait((loop.time(), b""))
+
+            task = asyncio.ensure_future(pump())
+            try:
+                while True:
+                    arrived, data = await pending.get()
+                    await gate.thawed.wait()
+                    if answers and gate.delay:
+                        await asyncio.sleep(max(0.0, arrived + gate.delay - loop.time()))
+                        await gate.thawed.wait()
+                    if not data:
+                        break
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                task.cancel()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "forward":
         _forward_main(sys.argv[2:])
@@ -1194,6 +1407,6 @@ if __name__ == "__main__":
         _watchdog_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     else:
         sys.exit(
-            "usage: python -m otactl.localcluster forward FD=HOST:PORT ... | "
+            "usage: python -m otactl.localcluster forward [--faults=FD:FILE] FD=HOST:PORT ... | "
             "watchdog OWNER_PID OWNER_TICKS STATE_DIR"
         )

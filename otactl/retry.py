@@ -16,11 +16,18 @@ error code says it will not change by itself (`PERMANENT_ERRORS`, such as tuf-ke
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from otactl.errors import ClusterUnreachable, ServiceAuthRefused, ServiceError, WaitTimeout
+from otactl.errors import (
+    ClusterUnreachable,
+    ConfigError,
+    ServiceAuthRefused,
+    ServiceError,
+    WaitTimeout,
+)
 from otactl.service_api import Response, ServiceCaller
 
 Progress = Callable[[str], None]
@@ -29,11 +36,25 @@ Progress = Callable[[str], None]
 # deadline is not overshot by much.
 FIRST_PAUSE = 0.2
 MAX_PAUSE = 3.0
-# A "still waiting" line that says the same as the last one is shown at most this often.
-REPEAT_EVERY = 15.0
-# Consecutive connection failures to the API server itself before giving up: that is not
-# a service starting, and waiting out a long deadline would only hide it.
-MAX_UNREACHABLE = 5
+# Every wait says it is still waiting at least this often, even when nothing changes; a
+# line that says the same as the last one is repeated no more often than this.
+HEARTBEAT = 15.0
+HEARTBEAT_ENV = "OTACTL_HEARTBEAT_SECONDS"
+
+
+def heartbeat_seconds() -> float:
+    """HEARTBEAT, or $OTACTL_HEARTBEAT_SECONDS (tests use a short one)."""
+    value = os.environ.get(HEARTBEAT_ENV)
+    if not value:
+        return HEARTBEAT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ConfigError(f"{HEARTBEAT_ENV}={value!r}: expected a number of seconds above 0")
+    return seconds
+
 
 # libats-auth (libats e12f057, NamespaceDirectives.fromConfig) reads `auth.protocol`; each
 # service's application.conf defaults it to OAuth unless AUTH_PROTOCOL is set, e.g.
@@ -85,18 +106,19 @@ class Deadline:
 
 class Reporter:
     """Hands progress lines on when they say something new, and repeats an unchanged one
-    only every REPEAT_EVERY seconds, so a long wait does not flood the terminal."""
+    only every heartbeat, so a long wait does not flood the terminal."""
 
     def __init__(self, progress: Progress | None, clock: Callable[[], float]) -> None:
         self.progress = progress
         self.clock = clock
+        self.every = heartbeat_seconds()
         self.last: tuple[str, float] | None = None
 
     def __call__(self, line: str) -> None:
         if self.progress is None:
             return
         now = self.clock()
-        if self.last is None or self.last[0] != line or now - self.last[1] >= REPEAT_EVERY:
+        if self.last is None or self.last[0] != line or now - self.last[1] >= self.every:
             self.last = (line, now)
             self.progress(line)
 
@@ -198,22 +220,20 @@ def call(
     lines and the timeout name the likely cause. A 401/403 of the service raises
     `ServiceAuthRefused`; a permanent 5xx (`PERMANENT_ERRORS`) and any other answer raise
     `ServiceError` at once with the call and the answer's safe one-line reason; running out
-    of time raises `WaitTimeout` with the last reason."""
+    of time raises `WaitTimeout` with the last reason, or `ClusterUnreachable` (saying since
+    when) when the API server itself did not answer the last attempt."""
     what = f"{service}: {method} {path}"
     report = Reporter(progress, deadline.clock)
     attempt = 0
-    unreachable = 0
     waiting_since: float | None = None  # start of the current run of `wait_on` answers
     while True:
         try:
             resp = caller(method, service, path, body, headers)
         except ClusterUnreachable as e:
-            unreachable += 1
-            if unreachable >= MAX_UNREACHABLE or deadline.expired():
+            if not e.transient or deadline.expired():
                 raise
             why, retry_after = str(e), None
         else:
-            unreachable = 0
             if resp.status in accept and not resp.from_apiserver:
                 return resp
             if auth_refused(resp):

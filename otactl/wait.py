@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from otactl import ready
-from otactl.errors import ClusterError, OtactlError, WaitTimeout
+from otactl.errors import ClusterUnreachable, OtactlError, WaitTimeout, WatchExpired
+from otactl.retry import heartbeat_seconds
 
 if TYPE_CHECKING:
     from otactl.kube import Cluster
+
+
+# How long, after a deadline passed, the explanation of what is not ready may take.
+EXPLAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,25 @@ class JobFailed(OtactlError):
     exit_code = 1
 
 
-Progress = Callable[[Change], None]
+@dataclass(frozen=True)
+class Waiting:
+    """A heartbeat: nothing became ready for a while. What is still awaited, for how long,
+    and whether the API server answers (a wait says so at least every heartbeat)."""
+
+    phase: str
+    pending: tuple[str, ...]
+    waited: float
+    unreachable_for: float | None
+    seen_at: float
+
+    def line(self) -> str:
+        text = f"still waiting after {self.waited:.0f} s for " + ", ".join(self.pending)
+        if self.unreachable_for is not None:
+            text += f"; API server unreachable for {self.unreachable_for:.0f} s, retrying"
+        return text
+
+
+Progress = Callable[[Change | Waiting], None]
 
 
 def _watch_kind(
@@ -53,41 +76,55 @@ def _watch_kind(
     stop: threading.Event,
     deadline: float,
 ) -> None:
-    """List, then watch, one kind; push (name, object) for the names wanted. Re-lists when
-    the watch ends early or its resourceVersion expired (410)."""
+    """List, then watch, one kind; push (name, object) for the names wanted.
+
+    Watches again from the last resourceVersion seen when a watch ends (the server's
+    timeout, a quiet stream that a probe showed alive); lists again only after a 410 Gone.
+    While the API server does not answer, tries again with backoff until the deadline (the
+    cluster's `link` says so); any other error ends the wait."""
+    rv = ""
+    failures = 0
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            items, rv = cluster.list_objects(kind, namespace)
-            present = set()
-            for obj in items:
-                if obj["metadata"]["name"] in names:
-                    present.add(obj["metadata"]["name"])
-                    out.put((Target(kind, namespace, obj["metadata"]["name"]), obj))
-            for name in names - present:
-                out.put((Target(kind, namespace, name), None))
-            remaining = deadline - time.monotonic()
             try:
-                for etype, obj in cluster.watch(kind, namespace, rv, min(remaining, 300)):
+                if not rv:
+                    items, rv = cluster.list_objects(kind, namespace, deadline=deadline)
+                    present = set()
+                    for obj in items:
+                        if obj["metadata"]["name"] in names:
+                            present.add(obj["metadata"]["name"])
+                            out.put((Target(kind, namespace, obj["metadata"]["name"]), obj))
+                    for name in names - present:
+                        out.put((Target(kind, namespace, name), None))
+                remaining = deadline - time.monotonic()
+                for etype, obj in cluster.watch(kind, namespace, rv, remaining):
                     if stop.is_set():
                         return
+                    rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                    failures = 0
                     if etype == "BOOKMARK":
                         continue
                     name = obj.get("metadata", {}).get("name")
                     if name in names:
                         gone = etype == "DELETED"
                         out.put((Target(kind, namespace, name), None if gone else obj))
-            except ClusterError as e:
-                if " 410 " not in f" {e} ":
+            except WatchExpired:
+                rv = ""
+            except ClusterUnreachable as e:
+                if not e.transient or time.monotonic() >= deadline:
                     raise
+                failures += 1
+                stop.wait(min(0.25 * 2**failures, 5.0, max(0.0, deadline - time.monotonic())))
     except Exception as e:  # handed to the waiting thread, which raises it
         out.put((None, e))
 
 
 def _events(
-    cluster: Cluster, wanted: list[Target], deadline: float
-) -> Generator[tuple[Target, dict[str, Any] | None], None, None]:
-    """Every (target, object or None when absent) the watchers see, until the deadline;
-    one watcher thread per kind and namespace, stopped when the iteration ends."""
+    cluster: Cluster, wanted: list[Target], deadline: float, tick: float
+) -> Generator[tuple[Target, dict[str, Any] | None] | None, None, None]:
+    """Every (target, object or None when absent) the watchers see, until the deadline, and
+    None at least every `tick` seconds (so the waiting side can keep its heartbeat); one
+    watcher thread per kind and namespace, stopped when the iteration ends."""
     by_kind: dict[tuple[str, str], set[str]] = {}
     for t in wanted:
         by_kind.setdefault((t.kind, t.namespace), set()).add(t.name)
@@ -103,8 +140,9 @@ def _events(
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                target, obj = events.get(timeout=min(remaining, 1.0))
+                target, obj = events.get(timeout=min(remaining, tick))
             except queue.Empty:
+                yield None
                 continue
             if target is None:
                 raise obj
@@ -113,27 +151,77 @@ def _events(
         stop.set()
 
 
+class _Heartbeat:
+    """Says what is still awaited when nothing was reported for a heartbeat."""
+
+    def __init__(
+        self, cluster: Cluster, phase: str, progress: Progress | None, every: float | None
+    ) -> None:
+        self.cluster = cluster
+        self.phase = phase
+        self.progress = progress
+        self.every = every if every is not None else heartbeat_seconds()
+        self.start = self.last = time.monotonic()
+
+    def reported(self) -> None:
+        self.last = time.monotonic()
+
+    def tick(self, pending: list[str]) -> None:
+        now = time.monotonic()
+        if self.progress is None or now - self.last < self.every:
+            return
+        self.last = now
+        lost = self.cluster.link.unreachable_for()
+        self.progress(Waiting(self.phase, tuple(pending), now - self.start, lost, time.time()))
+
+
+def _unreachable(cluster: Cluster, phase: str, timeout: float, pending: list[str]) -> None:
+    """At the deadline: when the API server is not answering, that is the failure (exit 4),
+    not the objects that could not be seen becoming ready."""
+    if cluster.link.unreachable_for() is None:
+        return
+    raise ClusterUnreachable(
+        f"{cluster.link.message()}; {phase + ': ' if phase else ''}gave up after "
+        f"{timeout:.0f}s waiting for {', '.join(pending)}"
+    )
+
+
 def wait_ready(
     cluster: Cluster,
     targets: Iterable[Target],
     timeout: float,
     progress: Progress | None = None,
     phase: str = "",
+    heartbeat: float | None = None,
 ) -> dict[Target, float]:
     """Wait until every target is ready; returns when each was noticed ready (wall clock).
-    Raises WaitTimeout (or JobFailed) explaining every object that is not ready."""
+    Reports each change, and a `Waiting` heartbeat every `heartbeat` seconds (default
+    HEARTBEAT) without one. Raises WaitTimeout (or JobFailed) explaining every object that
+    is not ready, or ClusterUnreachable when the API server stopped answering."""
     wanted = list(targets)
     if not wanted:
         return {}
     deadline = time.monotonic() + timeout
     states: dict[Target, ready.State | None] = {t: None for t in wanted}
     noticed: dict[Target, float] = {}
+    beat = _Heartbeat(cluster, phase, progress, heartbeat)
 
     def all_ready() -> bool:
         return all(s is not None and s.ready for s in states.values())
 
-    with contextlib.closing(_events(cluster, wanted, deadline)) as stream:
-        for target, obj in stream:
+    def pending() -> list[str]:
+        return [
+            f"{t.kind} {t.name} ({s.detail if s else 'not seen yet'})"
+            for t, s in states.items()
+            if s is None or not s.ready
+        ]
+
+    with contextlib.closing(_events(cluster, wanted, deadline, min(beat.every, 1.0))) as stream:
+        for item in stream:
+            if item is None:
+                beat.tick(pending())
+                continue
+            target, obj = item
             new = ready.state(obj) if obj is not None else ready.State(False, "not found")
             if new != states[target]:
                 states[target] = new
@@ -142,6 +230,7 @@ def wait_ready(
                     noticed.setdefault(target, now)
                 if progress:
                     progress(Change(target, new, now))
+                    beat.reported()
             if new.failed:
                 raise JobFailed(
                     f"{phase + ': ' if phase else ''}{target} {new.detail}"
@@ -149,6 +238,8 @@ def wait_ready(
                 )
             if all_ready():
                 return noticed
+            beat.tick(pending())
+    _unreachable(cluster, phase, timeout, pending())
     not_ready = [t for t, s in states.items() if s is None or not s.ready]
     lines = [
         f"{t}: {states[t].detail if states[t] else 'not found'}{_why(cluster, t, None)}"  # type: ignore[union-attr]
@@ -164,14 +255,16 @@ def _why(cluster: Cluster, target: Target, obj: dict[str, Any] | None) -> str:
     """Reasons from the target's pods: scheduler message, image pull, crash loop + logs."""
     if target.kind not in {"Deployment", "StatefulSet", "Job"}:
         return ""
+    # A few seconds at most: the wait's deadline has passed already.
+    until = time.monotonic() + EXPLAIN_SECONDS
     try:
         if obj is None:
-            obj = cluster.get(target.kind, target.namespace, target.name)
+            obj = cluster.get(target.kind, target.namespace, target.name, deadline=until)
         if obj is None:
             return " (the object does not exist)"
         labels = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
-        pods, _ = cluster.list_objects("Pod", target.namespace, selector)
+        pods, _ = cluster.list_objects("Pod", target.namespace, selector, deadline=until)
     except OtactlError as e:
         return f" (could not look at its pods: {e})"
     if not pods:
@@ -187,21 +280,37 @@ def _why(cluster: Cluster, target: Target, obj: dict[str, Any] | None) -> str:
 
 
 def wait_deleted(
-    cluster: Cluster, targets: Iterable[Target], timeout: float, progress: Progress | None = None
+    cluster: Cluster,
+    targets: Iterable[Target],
+    timeout: float,
+    progress: Progress | None = None,
+    phase: str = "",
+    heartbeat: float | None = None,
 ) -> None:
-    """Wait until every target is gone (its finalizers done), with watches."""
+    """Wait until every target is gone (its finalizers done), with watches; a `Waiting`
+    heartbeat as in `wait_ready`."""
     wanted = list(targets)
     if not wanted:
         return
     deadline = time.monotonic() + timeout
     present: dict[Target, bool] = {t: True for t in wanted}
-    with contextlib.closing(_events(cluster, wanted, deadline)) as stream:
-        for target, obj in stream:
-            if present[target] and obj is None:
-                present[target] = False
-                if progress:
-                    progress(Change(target, ready.State(True, "deleted"), time.time()))
-            if not any(present.values()):
-                return
+    beat = _Heartbeat(cluster, phase, progress, heartbeat)
+
+    def pending() -> list[str]:
+        return [f"{t.kind} {t.name} (deleting)" for t, p in present.items() if p]
+
+    with contextlib.closing(_events(cluster, wanted, deadline, min(beat.every, 1.0))) as stream:
+        for item in stream:
+            if item is not None:
+                target, obj = item
+                if present[target] and obj is None:
+                    present[target] = False
+                    if progress:
+                        progress(Change(target, ready.State(True, "deleted"), time.time()))
+                        beat.reported()
+                if not any(present.values()):
+                    return
+            beat.tick(pending())
+    _unreachable(cluster, phase, timeout, pending())
     left = ", ".join(str(t) for t, p in present.items() if p)
     raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for deletion of {left}")

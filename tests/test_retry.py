@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from service_fakes import FakeClock, apiserver, script, service
 
-from otactl.errors import ClusterUnreachable, ServiceError, WaitTimeout
-from otactl.retry import MAX_UNREACHABLE, REPEAT_EVERY, call
+from otactl.errors import ClusterUnreachable, ConfigError, ServiceError, WaitTimeout
+from otactl.retry import HEARTBEAT, HEARTBEAT_ENV, call, heartbeat_seconds
 from otactl.service_api import Response
 
 
@@ -38,7 +38,7 @@ def test_apiserver_answers_are_never_accepted_as_the_services() -> None:
         call(caller, "director", "GET", "/x", accept={200, 404}, deadline=FakeClock().deadline(5))
 
 
-def test_connection_errors_are_retried_a_few_times() -> None:
+def test_connection_errors_are_retried_until_the_deadline() -> None:
     failures = [0]
 
     def flaky(
@@ -63,10 +63,27 @@ def test_connection_errors_are_retried_a_few_times() -> None:
         failures[0] += 1
         raise ClusterUnreachable("refused")
 
+    # An API server that never answers: retried (with capped backoff) until the deadline,
+    # then the failure is that it is unreachable (exit 4), not that a wait ran out (7).
+    failures[0] = 0
+    clock = FakeClock()
+    with pytest.raises(ClusterUnreachable) as caught:
+        call(down, "director", "GET", "/x", accept={200}, deadline=clock.deadline(600))
+    assert caught.value.exit_code == 4
+    assert failures[0] > 600 / 3.0 and clock.now - 1000 == pytest.approx(600)
+
+    def refused_certificate(
+        method: str, svc: str, path: str, body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:  # fmt: skip
+        failures[0] += 1
+        raise ClusterUnreachable("certificate verify failed", transient=False)
+
     failures[0] = 0
     with pytest.raises(ClusterUnreachable):
-        call(down, "director", "GET", "/x", accept={200}, deadline=clock.deadline(600))
-    assert failures[0] == MAX_UNREACHABLE
+        call(refused_certificate, "director", "GET", "/x", accept={200},
+             deadline=clock.deadline(600))  # fmt: skip
+    assert failures[0] == 1  # waiting does not change a certificate
 
 
 def test_unchanged_progress_lines_are_repeated_only_now_and_then() -> None:
@@ -77,4 +94,16 @@ def test_unchanged_progress_lines_are_repeated_only_now_and_then() -> None:
          progress=progress.append)  # fmt: skip
     waited = clock.now - 1000
     assert len(set(progress)) == 1
-    assert 2 <= len(progress) <= waited / REPEAT_EVERY + 1 < 40
+    assert 2 <= len(progress) <= waited / HEARTBEAT + 1 < 40
+
+
+def test_heartbeat_is_15_s_unless_the_environment_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(HEARTBEAT_ENV, raising=False)
+    assert heartbeat_seconds() == HEARTBEAT == 15.0
+    monkeypatch.setenv(HEARTBEAT_ENV, "0.5")
+    assert heartbeat_seconds() == 0.5
+    monkeypatch.setenv(HEARTBEAT_ENV, "soon")
+    with pytest.raises(ConfigError, match=HEARTBEAT_ENV):
+        heartbeat_seconds()

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 
 
 class _View:
-    """Progress of `up`/`down`: a live table on a terminal, one line per change otherwise."""
+    """Progress of `up`/`down`: a live table on a terminal, one line per change otherwise.
+
+    Both keep reporting while nothing changes: the waits send a heartbeat (`Waiting`) at
+    least every 15 s, and the cluster's link says when the API server stops answering and
+    when it answers again (`api`)."""
 
     def __init__(self) -> None:
         self.start = time.monotonic()
@@ -39,25 +43,51 @@ class _View:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=8)
+            self.live = Live(
+                get_renderable=self._table,
+                console=Console(stderr=True),
+                refresh_per_second=4,
+            )
             self.live.start()
 
     def _table(self) -> Any:
         from rich.markup import escape
         from rich.table import Table
 
-        table = Table(show_header=True, header_style="bold", box=None)
+        table = Table(
+            show_header=True,
+            header_style="bold",
+            box=None,
+            caption=f"{time.monotonic() - self.start:.0f} s",
+            caption_justify="left",
+        )
         table.add_column("component", no_wrap=True)
         table.add_column("state")
         table.add_column("detail", overflow="fold")
-        for name, (st, detail) in self.rows.items():
-            colour = {"ready": "green", "done": "green", "waiting": "yellow"}.get(st, "cyan")
+        for name, (st, detail) in list(self.rows.items()):
+            colour = {
+                "ready": "green",
+                "done": "green",
+                "reachable": "green",
+                "waiting": "yellow",
+                "unreachable": "red",
+            }.get(st, "cyan")
             table.add_row(escape(name), f"[{colour}]{st}[/]", escape(detail))
         return table
 
+    def _show(self, key: str, row: tuple[str, str]) -> None:
+        self.rows[key] = row
+        if self.live is None:
+            info(f"[{time.monotonic() - self.start:6.1f}s] {key} {row[0]}: {row[1]}".rstrip(": "))
+
     def __call__(self, event: Event) -> None:
         from otactl.deploy import Phase
+        from otactl.wait import Waiting
 
+        if isinstance(event, Waiting):
+            # A heartbeat: always shown, even when it says what the last one said.
+            self._show(f"[{event.phase or 'wait'}]", ("waiting", event.line()))
+            return
         if isinstance(event, Phase):
             key = f"[{event.name}]"
             st = {"start": "running", "done": "done", "skip": "skipped"}[event.status]
@@ -66,13 +96,14 @@ class _View:
             # the namespace is the same for every object: the name is enough
             key = f"{event.target.kind} {event.target.name}"
             row = ("ready" if event.state.ready else "waiting", event.state.detail)
-        if self.rows.get(key) == row:
+        if self.rows.get(key) == row and self.live is not None:
             return
-        self.rows[key] = row
-        if self.live is not None:
-            self.live.update(self._table())
-        else:
-            info(f"[{time.monotonic() - self.start:6.1f}s] {key} {row[0]}: {row[1]}".rstrip(": "))
+        self._show(key, row)
+
+    def api(self, message: str) -> None:
+        """What the cluster's link says about the API server (lost, still lost, back)."""
+        lost = "unreachable" in message
+        self._show("API server", ("unreachable" if lost else "reachable", message))
 
     def close(self) -> None:
         if self.live is not None:
@@ -128,6 +159,7 @@ def register(app: typer.Typer) -> None:
             return made.path
 
         view = _View()
+        cluster.on_notice(view.api)
         try:
             result = deploy.up(
                 cluster,
@@ -197,6 +229,7 @@ def register(app: typer.Typer) -> None:
             )
         cluster = connect(kubeconfig, context)
         view = _View()
+        cluster.on_notice(view.api)
         try:
             gone = deploy.down(cluster, values, purge=purge, timeout=timeout, report=view)
         finally:

@@ -138,3 +138,93 @@ def status(
         echo(f"kubeconfig: {st.info.kubeconfig}")
     if not st.running:
         raise typer.Exit(1)
+
+
+fault_app = typer.Typer(
+    help="Inject faults on the way to the local cluster's API server (to see how otactl "
+    "copes): freeze it, slow it, restart kube-apiserver or etcd.",
+    no_args_is_help=True,
+)
+app.add_typer(fault_app, name="fault")
+
+
+def _faults_line(ctx: typer.Context) -> None:
+    from otactl import localcluster
+
+    echo(f"in force: {localcluster.load_faults(_state_dir(ctx)).describe()}")
+
+
+@fault_app.command("freeze")
+def fault_freeze(ctx: typer.Context) -> None:
+    """Hold every byte between this host and the API server (a network partition): open
+    connections hang, new ones are accepted but never answered."""
+    from otactl import localcluster
+
+    localcluster.set_faults(_state_dir(ctx), frozen=True)
+    _faults_line(ctx)
+
+
+@fault_app.command("unfreeze")
+def fault_unfreeze(ctx: typer.Context) -> None:
+    """Let the held bytes through again (what was sent meanwhile arrives late)."""
+    from otactl import localcluster
+
+    localcluster.set_faults(_state_dir(ctx), frozen=False)
+    _faults_line(ctx)
+
+
+@fault_app.command("slow")
+def fault_slow(
+    ctx: typer.Context,
+    ms: Annotated[int, typer.Argument(min=0, help="Delay of every answer, ms (0: none).")],
+) -> None:
+    """Delay every answer of the API server by MS milliseconds."""
+    from otactl import localcluster
+
+    localcluster.set_faults(_state_dir(ctx), delay_ms=ms)
+    _faults_line(ctx)
+
+
+@fault_app.command("clear")
+def fault_clear(ctx: typer.Context) -> None:
+    """No freeze, no delay."""
+    from otactl import localcluster
+
+    localcluster.set_faults(_state_dir(ctx), frozen=False, delay_ms=0)
+    _faults_line(ctx)
+
+
+@fault_app.command("status")
+def fault_status(ctx: typer.Context) -> None:
+    """The faults in force."""
+    _faults_line(ctx)
+
+
+DownOpt = Annotated[
+    float, typer.Option("--down", min=0, help="Seconds to keep it stopped before the start.")
+]
+
+
+def _restart(ctx: typer.Context, name: str, down: float) -> None:
+    from otactl import localcluster
+
+    frozen = localcluster.load_faults(_state_dir(ctx)).frozen
+    took = localcluster.restart_component(
+        _state_dir(ctx), name, down_seconds=down, wait=not frozen, progress=info
+    )
+    if frozen:
+        echo(f"{name} restarted (the API path is frozen: not waiting for /readyz)")
+    else:
+        echo(f"{name} restarted; the API server was ready {took:.1f} s after the start")
+
+
+@fault_app.command("restart-apiserver")
+def fault_restart_apiserver(ctx: typer.Context, down: DownOpt = 0.0) -> None:
+    """Stop kube-apiserver and start it again (etcd and its data stay)."""
+    _restart(ctx, "kube-apiserver", down)
+
+
+@fault_app.command("restart-etcd")
+def fault_restart_etcd(ctx: typer.Context, down: DownOpt = 0.0) -> None:
+    """Stop etcd and start it again on the same data."""
+    _restart(ctx, "etcd", down)

@@ -47,10 +47,15 @@ def _health_table(results: list[HealthResult]) -> None:
 
 def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cluster:
     """The cluster new-device registers in; without one, say how to make bundles only."""
+    from otactl.registry import DEFAULT_TIMEOUT
+
     try:
-        return connect(kubeconfig, context)
+        cluster = connect(kubeconfig, context)
     except ConfigError as e:
         raise ConfigError(f"{e} (or --no-register: bundles only)") from e
+    # A lost API server is waited for as long as one registration may wait.
+    cluster.default_patience = DEFAULT_TIMEOUT
+    return cluster
 
 
 @contextmanager
@@ -64,6 +69,7 @@ def registering(st: State, cluster: Cluster | None) -> Iterator[Registrar | None
     from otactl.registry import Registrar
 
     values = st.values()
+    cluster.on_notice(info)
     with Registrar(cluster.service_caller(values.namespace), values.tenant) as registrar:
         yield registrar
         registrar.finish()
@@ -129,8 +135,10 @@ def register(app: typer.Typer) -> None:
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
         names = health.resolve(services)
-        caller = connect(kubeconfig, context).service_caller(values.namespace)
+        cluster = connect(kubeconfig, context)
+        caller = cluster.service_caller(values.namespace)
         if wait:
+            cluster.on_notice(info)
             results = health.wait_healthy(
                 caller, names, timeout=timeout or values.timeouts.health, progress=info
             )
