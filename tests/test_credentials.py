@@ -57,12 +57,12 @@ def fresh() -> dict[tuple[str, str, str], list[object]]:
     }
 
 
-def run(answers: dict, timeout: float = 60) -> tuple:
+def run(answers: dict, timeout: float = 60, tenant: str = "default") -> tuple:
     caller = script(*((*k, v) for k, v in answers.items()))
     clock = FakeClock()
     progress: list[str] = []
     keys = credentials.fetch_repo_keys(
-        caller, "default", timeout=timeout, progress=progress.append,
+        caller, tenant, timeout=timeout, progress=progress.append,
         deadline=clock.deadline(timeout),
     )  # fmt: skip
     return keys, caller, progress, clock
@@ -72,7 +72,8 @@ def test_from_nothing_creates_both_repos_and_reads_the_pair() -> None:
     answers = fresh()
     answers[USER_ROOT] = [service(423, {"code": "keys_pending"})] * 2 + [root_ok()]
     answers[KEY_ROOT] = [service(423, {"code": "keys_pending"}), service(200, ROOT)]
-    keys, caller, progress, clock = run(answers)
+    # Not "default", which the services assume when the header is missing (libats).
+    keys, caller, progress, clock = run(answers, tenant="fleet-b")
     assert keys.repo_id == REPO
     assert (keys.public, keys.private, keys.keytype) == (PUB, PRIV, "ED25519")
     assert keys.user_repo_created and keys.director_repo_created
@@ -80,7 +81,7 @@ def test_from_nothing_creates_both_repos_and_reads_the_pair() -> None:
     assert caller.paths().count(DIR_REPO) == 1
     assert caller.paths().index(DIR_ROOT) < caller.paths().index(DIR_REPO)
     # Every call names the tenant.
-    assert all(h and h["x-ats-namespace"] == "default" for *_, h in caller.calls)
+    assert all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
     # Two 423s from the reposerver (the same line, shown once), one from the keyserver.
     assert sum("keys are still being generated" in p for p in progress) == 2
     assert clock.slept and all(s <= 3.0 for s in clock.slept)
