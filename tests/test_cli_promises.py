@@ -1,6 +1,7 @@
 """README promises that need no cluster, checked through the CLI as a user types them:
 `render` never contacts a cluster and drops a stale set, `--debug` adds the traceback,
-exit code 1 for a local cluster that cannot start, and OTACTL_CACHE_DIR."""
+exit code 1 for a local cluster that cannot start, OTACTL_CACHE_DIR, and importing a fleet
+device CA with `new-server --device-ca-*`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from otactl import pki
 from tests.conftest import run_otactl
+from tests.test_pki import fleet_ca, verify_client  # noqa: F401 (fleet_ca: a fixture)
 
 
 class CountingServer:
@@ -122,3 +125,49 @@ def test_a_local_cluster_that_cannot_start_exits_1_and_names_the_cache_dir(tmp_p
     assert line.startswith(f"error: control plane binaries not found in {cache}/local-cluster/")
     assert "build.sh" in line and "Traceback" not in proc.stderr
     assert not (tmp_path / "gen" / "local" / "kubeconfig").exists()
+
+
+def test_new_server_imports_a_fleet_ca_from_the_command_line(
+    tmp_path: Path,
+    fleet_ca: dict[str, Path],  # noqa: F811 (the fixture imported above)
+):
+    env = {"OTACTL_GENERATED": str(tmp_path / "gen")}
+    devices = tmp_path / "gen" / "ota-ce.example.com" / "devices"
+    imported = ["--device-ca-cert", str(fleet_ca["chain"]), "--device-ca-key", str(fleet_ca["key"])]
+
+    # An intermediate of an offline root: the root's CRL is needed (nginx checks every level).
+    refused = run_otactl("new-server", *imported, cwd=tmp_path, env=env)
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.startswith("error: ") and "--device-ca-crl" in refused.stderr
+    assert not (devices / "ca.key").exists()
+
+    made = run_otactl(
+        "new-server", *imported, "--device-ca-crl", str(fleet_ca["root_crl"]), cwd=tmp_path, env=env
+    )
+    assert made.returncode == 0, made.stderr
+    assert (devices / "ca.key").read_bytes() != b""
+    dev = run_otactl(
+        "new-device", "--no-register", "fleet-1", "-o", "json", cwd=tmp_path, env=env, check=True
+    )
+    client = Path(json.loads(dev.stdout)["path"]) / "client.pem"
+    ok = verify_client(str(devices / "crl.pem"), str(fleet_ca["root"]), str(client), check=False)
+    assert ok.returncode != 0  # the root alone does not know the intermediate: chain needed
+    ok = verify_client(str(devices / "crl.pem"), str(devices / "ca.crt"), str(client))
+    assert ": OK" in ok.stdout
+
+    # The offline root published its next CRL: `--device-ca-crl` alone refreshes it.
+    key_before = (devices / "ca.key").read_bytes()
+    refreshed = run_otactl(
+        "new-server", "--device-ca-crl", str(fleet_ca["next_root_crl"]), cwd=tmp_path, env=env
+    )
+    assert refreshed.returncode == 0, refreshed.stderr
+    nexts = {c.next_update_utc for c in pki.load_crls(devices / "crl.pem")}
+    assert max(n for n in nexts if n) == pki.load_crls(fleet_ca["next_root_crl"])[0].next_update_utc
+
+    # Another CA over an existing one: refused, the key kept.
+    again = run_otactl(
+        "new-server", "--device-ca-cert", str(fleet_ca["root"]), "--device-ca-key",
+        str(fleet_ca["key"]), cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert again.returncode == 3, again.stderr
+    assert (devices / "ca.key").read_bytes() == key_before
