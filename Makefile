@@ -34,8 +34,8 @@ bench: setup ## Run the benchmarks (figures and ratios against their baselines)
 	$(PY) bench/bench_devices.py
 	$(PY) bench/bench_deploy.py
 
-mutate: ## Mutation testing of the core modules (mutmut; about 20 min; see tests/mutation-survivors.md)
+mutate: setup ## Mutation testing of the core modules (mutmut); every survivor must be in tests/mutation-survivors.md
 	rm -rf mutants
 	.venv/bin/mutmut run --max-children $$(nproc)
-	.venv/bin/mutmut results --all true > mutants/results.txt || true
-	@scripts/mutation-summary.sh
+	.venv/bin/mutmut results --all true > mutants/results.txt
+	$(PY) scripts/mutation_summary.py < mutants/results.txt
