@@ -55,3 +55,17 @@ def test_no_endpoints_is_retried_and_400_is_not() -> None:
     odd = script((*PUT, [service(200, {"uuid": UUID})]))
     with pytest.raises(ServiceError, match="without a uuid"):
         register_device(odd, "default", UUID, "d", "d", PEM)
+
+
+def test_waiting_is_reported_and_a_non_json_answer_is_refused() -> None:
+    caller = script((*PUT, [no_endpoints("device-registry"), service(200, UUID)]))
+    clock = FakeClock()
+    progress: list[str] = []
+    register_device(
+        caller, "fleet-b", UUID, "d", "d", PEM, deadline=clock.deadline(10),
+        progress=progress.append,
+    )  # fmt: skip
+    assert len(progress) == 1 and "no ready endpoints for service device-registry" in progress[0]
+    garbled = script((*PUT, [service(200, b"<html>proxy page</html>")]))
+    with pytest.raises(ServiceError, match="answered 200 without a uuid"):
+        register_device(garbled, "fleet-b", UUID, "d", "d", PEM)
