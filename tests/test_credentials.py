@@ -262,3 +262,95 @@ def test_for_values_needs_the_server_ca_and_the_kept_password(tmp_path: Path) ->
         auth = json.loads(zf.read("treehub.json"))["basic_auth"]
         assert auth == {"user": values.reverse_proxy.user, "password": password}
         assert zf.read("server_ca.pem") == (server_dir / "server_ca.pem").read_bytes()
+
+
+def test_zip_bytes_as_the_build_tools_and_unzip_see_them(tmp_path: Path) -> None:
+    import subprocess
+
+    keys, *_ = run(fresh())
+    data = credentials.build_zip(keys, URLS, b"CA PEM\n", AUTH)
+    out = tmp_path / "credentials.zip"
+    out.write_bytes(data)
+    with zipfile.ZipFile(out) as zf:
+        # Exact bytes: stable key order (sorted) and layout, so a re-run rewrites nothing.
+        assert zf.read("treehub.json") == (
+            b'{\n  "basic_auth": {\n    "password": "s3cret",\n    "user": "ota"\n  },\n'
+            b'  "ostree": {\n    "server": "http://treehub.example.com/api/v3/"\n  }\n}\n'
+        )
+        assert zf.read("targets.pub") == (
+            b'{"keytype": "ED25519", "keyval": {"public": "' + PUB.encode() + b'"}}'
+        )
+        assert zf.read("targets.sec") == (
+            b'{"keytype": "ED25519", "keyval": {"private": "' + PRIV.encode() + b'"}}'
+        )
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+    # unzip honours the 0600 mode only for entries made on Unix.
+    listing = subprocess.run(["zipinfo", str(out)], capture_output=True, text=True, check=True)
+    entries = [line for line in listing.stdout.splitlines() if line.startswith("-")]
+    assert len(entries) == 7
+    assert all(line.split()[0] == "-rw-------" and line.split()[2] == "unx" for line in entries)
+    urls = PublicUrls.for_domain("example.com", "https://gw:1")
+    slash = credentials.PublicUrls(urls.gateway, urls.tuf_reposerver + "/", urls.treehub)
+    with zipfile.ZipFile(io.BytesIO(credentials.build_zip(keys, slash, b"", None))) as zf:
+        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.example.com\n"
+    assert json.loads(credentials.treehub_json("https://th.example.com//", None)) == {
+        "no_auth": True,
+        "ostree": {"server": "https://th.example.com/api/v3/"},
+    }
+
+
+def test_ensure_credentials_reports_what_it_made_for_the_tenant(tmp_path: Path) -> None:
+    answers = fresh()
+    answers[USER_ROOT] = [service(423, {"code": "keys_pending"}), root_ok()]
+    caller = script(*((*k, v) for k, v in answers.items()))
+    progress: list[str] = []
+    out = tmp_path / "credentials.zip"
+    kw = dict(urls=URLS, server_ca_pem=b"CA\n", auth=AUTH, out=out, timeout=60)
+    made = credentials.ensure_credentials(
+        caller,
+        tenant="fleet-b",
+        progress=progress.append,
+        **kw,  # type: ignore[arg-type]
+    )
+    assert (made.path, made.repo_id, made.changed) == (out, REPO, True)
+    assert made.created == ("user repo", "director repo")
+    assert made.user_keys == credentials.user_keys_secret(run(fresh())[0])
+    assert all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
+    assert any("keys are still being generated" in p for p in progress)
+    # Again: both repos exist (409, director root found), the zip is the same.
+    again = script(
+        (*USER_REPO, [service(409, {"code": "repo_exists"})]), (*USER_ROOT, [root_ok()]),
+        (*DIR_ROOT, [service(200, ROOT)]), (*KEY_ROOT, [service(200, ROOT)]),
+        (*KEY_PAIRS, [service(200, PAIRS)]),
+    )  # fmt: skip
+    second = credentials.ensure_credentials(again, tenant="fleet-b", **kw)  # type: ignore[arg-type]
+    assert (second.changed, second.created) == (False, ())
+
+
+def test_for_values_uses_the_values_tenant_domain_and_timeout(tmp_path: Path) -> None:
+    from otactl.config import load_values
+    from otactl.pki import PkiSettings, ensure_server_pki
+    from otactl.secretstore import load_or_create
+
+    values = load_values()
+    values = values.model_copy(update={"tenant": "fleet-b", "domain": "ota.example.org"})
+    server_dir = tmp_path / values.server_name
+    ensure_server_pki(server_dir, values.server_name, PkiSettings())
+    load_or_create(server_dir)
+    answers = fresh()
+    answers[USER_ROOT] = [service(423, {"code": "keys_pending"}), root_ok()]
+    caller = script(*((*k, v) for k, v in answers.items()))
+    progress: list[str] = []
+    made = credentials.credentials_for_values(
+        caller, values, server_dir, "https://gw:8443", progress=progress.append
+    )
+    assert progress and all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
+    with zipfile.ZipFile(made.path) as zf:
+        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.ota.example.org\n"
+        assert zf.read("autoprov.url") == b"https://gw:8443\n"
+    # The phase's own timeout: a service that never answers fails within it.
+    stuck = script((*USER_REPO, [no_endpoints("tuf-reposerver")]))
+    with pytest.raises(WaitTimeout, match=r"after 0\.01s|0\.01 s|timed out"):
+        credentials.credentials_for_values(
+            stuck, values, server_dir, "https://gw:8443", timeout=0.01
+        )
