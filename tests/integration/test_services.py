@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from otactl import credentials, health, kube
 from otactl.config import Values, load_values
@@ -305,19 +306,35 @@ def test_health_cli_json_and_unknown_name(
 
 
 def test_register_100_devices_through_one_connection(
-    caller: ServiceCaller, standin: StandinKnobs, tenant: str
-) -> None:
+    local_cluster: LocalCluster, ota_ns: str, standin: StandinKnobs, tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import urllib3.util.connection
+
+    # Every TCP connection the kubernetes client opens goes through urllib3's
+    # create_connection: count them, for a caller made here (none open yet).
+    real_connect = urllib3.util.connection.create_connection
+    opened: list[tuple[str, int]] = []
+
+    def counting_connect(address, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(address)
+        return real_connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting_connect)
+    caller = kube.connect(local_cluster.kubeconfig).service_caller(ota_ns)
     devices = [(str(uuid.uuid4()), f"dev-{i:03d}") for i in range(100)]
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     start = time.perf_counter()
     for dev_uuid, name in devices:
         assert register_device(caller, tenant, dev_uuid, name, name, pem) == dev_uuid
     elapsed = time.perf_counter() - start
-    rate = len(devices) / elapsed
-    print(f"\nregistered {len(devices)} devices in {elapsed:.2f}s: {rate:.0f} registrations/s")
+    # A figure to read, not a threshold: bench/ measures rates against a baseline.
+    print(f"\nregistered {len(devices)} devices in {elapsed:.2f}s")
+    assert len(opened) == 1, opened  # one pooled connection for the whole batch
+    server = yaml.safe_load(local_cluster.kubeconfig.read_text())["clusters"][0]
+    assert f"https://{opened[0][0]}:{opened[0][1]}" == server["cluster"]["server"]
     registered = standin.devices(tenant)
     assert {d["uuid"] for d in registered} == {u for u, _ in devices}
-    assert rate >= 100, f"{rate:.0f} registrations/s"  # target 200/s; margin for busy CI
 
 
 def test_device_id_reuse_is_refused(
