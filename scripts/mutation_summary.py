@@ -47,9 +47,10 @@ def main() -> int:
     }
     if other:
         print(f"other outcomes: {dict(other)}")
-    listed = (
-        set(re.findall(r"`(otactl\.\w+\.\S+?)`", LISTED.read_text())) if LISTED.exists() else set()
-    )
+    text = LISTED.read_text() if LISTED.exists() else ""
+    # Names under "## Not reviewed" are listed but not explained yet: they still count.
+    explained = text.split("\n## Not reviewed")[0]
+    listed = set(re.findall(r"`(otactl\.\w+\.\S+?)`", explained))
     missing = [n for n in not_killed if n not in listed]
     if missing:
         print(f"\n{len(missing)} mutants not killed and not explained in {LISTED.name}:")
