@@ -220,3 +220,48 @@ def test_wait_healthy_reports_progress_and_uses_its_own_deadline() -> None:
     stuck = script(("GET", "director", "/health", [service(503, DOWN)]))
     with pytest.raises(WaitTimeout, match=r"^1 of 1 services not healthy after 1e-09s: director"):
         health.wait_healthy(stuck, ["director"], timeout=1e-9)
+
+
+def test_failures_are_false_and_every_list_is_joined_for_reading() -> None:
+    two = {"db": {"status": "DOWN"}, "kafka": {"status": "DOWN"}}
+    for answer in (no_endpoints("director"), service(200, {"status": "DOWN"}),
+                   service(200, {"db": "down"}), service(503, two)):  # fmt: skip
+        assert one(answer).ok is False
+    assert one(service(503, two)).reason == "director answered 503: failing db DOWN, kafka DOWN"
+    assert one(service(200, two)).reason == "director answered 200 but reports db DOWN, kafka DOWN"
+    with pytest.raises(ConfigError) as e:
+        health.resolve(["directr", "keysrv"])
+    assert str(e.value).startswith("unknown service directr, keysrv (known: app, campaigner, ")
+    caller = script(
+        ("GET", "director", "/health", [service(503, DOWN)]),
+        ("GET", "campaigner", "/health", [service(503, DOWN)]),
+    )
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout) as waited:
+        health.wait_healthy(
+            caller, ["director", "campaigner"], timeout=10, deadline=clock.deadline(10)
+        )
+    reason = "answered 503: failing database DOWN: connection refused"
+    assert str(waited.value).endswith(
+        f": director: director {reason}; campaigner: campaigner {reason}"
+    )
+    # Backoff between rounds: 0.2 s, doubling up to 3 s, cut at the deadline.
+    assert clock.slept[:5] == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.0])
+    assert sum(clock.slept) == pytest.approx(10)
+
+
+def test_latency_is_rounded_to_a_tenth_of_a_millisecond_in_json() -> None:
+    class Step:
+        now = 10.0
+
+        def __call__(self) -> float:
+            self.now += 0.25006
+            return self.now
+
+    r = health.check_one(
+        script(("GET", "director", "/health", [service(200, {"status": "OK"})])),
+        "director",
+        clock=Step(),
+    )
+    assert r.latency_ms == pytest.approx(250.06)
+    assert r.as_json()["latency_ms"] == 250.1
