@@ -354,3 +354,59 @@ def test_for_values_uses_the_values_tenant_domain_and_timeout(tmp_path: Path) ->
         credentials.credentials_for_values(
             stuck, values, server_dir, "https://gw:8443", timeout=0.01
         )
+
+
+def test_every_key_wait_is_waited_and_reported() -> None:
+    pending = service(423, {"code": "keys_pending"})
+    answers = fresh()
+    answers[DIR_ROOT] = [service(404, {}), pending, service(200, ROOT)]
+    answers[DIR_REPO] = [service(200)]  # director answers 200 or 201 to the POST
+    answers[KEY_PAIRS] = [pending, service(200, PAIRS)]
+    keys, _, progress, _ = run(answers)
+    assert keys.director_repo_created and keys.public == PUB
+    assert any(p.startswith("director: ") and "keys are still being generated" in p
+               for p in progress)  # fmt: skip
+    assert any(p.startswith("tuf-keyserver: ") and "/pairs" in p for p in progress)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"signed": {"_type": "Targets"}, "signatures": []},
+        {"signed": {"_type": "root"}, "signatures": "none"},
+        {"signed": {}, "signatures": []},
+        "not json at all",
+    ],
+)
+def test_root_metadata_that_is_not_signed_root_is_refused(doc: object) -> None:
+    body = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
+    answers = fresh()
+    answers[USER_ROOT] = [service(200, body, {"X-ATS-TUF-Repo-Id": REPO})]
+    with pytest.raises(ServiceError) as e:
+        run(answers)
+    assert str(e.value) == "tuf-reposerver: user_repo/root.json is not signed TUF root metadata"
+    answers = fresh()
+    answers[DIR_ROOT] = [service(404, {}), service(200, body)]
+    with pytest.raises(ServiceError) as e:
+        run(answers)
+    assert str(e.value) == "director: admin/repo/root.json is not signed TUF root metadata"
+
+
+def test_missing_root_says_what_the_post_answered() -> None:
+    path = "/api/v1/user_repo"
+    exists = service(409, {"code": "repo_exists"})
+    for post, said in ((service(200, REPO), "created it"), (exists, "said it exists (409)")):
+        answers = fresh()
+        answers[USER_REPO] = [post]
+        answers[USER_ROOT] = [service(404, {"code": "missing_entity"})]
+        with pytest.raises(ServiceError) as e:
+            run(answers, tenant="fleet-b")
+        assert str(e.value) == (
+            f"tuf-reposerver: GET {path}/root.json: no repo for tenant 'fleet-b' although "
+            f"POST {path} {said}"
+        )
+    answers = fresh()
+    answers[USER_REPO] = [service(200, b"<html>")]
+    with pytest.raises(ServiceError) as e:
+        run(answers)
+    assert str(e.value) == f"tuf-reposerver: POST {path} answered 200 without a repo id"
