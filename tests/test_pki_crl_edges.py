@@ -101,3 +101,20 @@ def test_refreshing_the_crl_of_a_self_signed_device_ca_is_refused(tmp_path: Path
         pki._refresh_upstream_crls(files, issuer, tmp_path / "any.pem", pki.utcnow())
     assert str(e.value) == "the device CA is self-signed: there is no CRL above it to refresh"
     assert isinstance(issuer.cert, x509.Certificate) and SERVER
+
+
+def test_expiry_json_as_certs_check_prints_it(tmp_path: Path) -> None:
+    not_after = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    entry = pki.Expiry("device", "CN=abc", tmp_path / "client.pem", not_after, "car-1", True)
+    now = not_after - dt.timedelta(days=2, hours=12)
+    assert entry.days_left(now) == 2.5
+    assert entry.as_json(now) == {
+        "kind": "device",
+        "subject": "CN=abc",
+        "name": "car-1",
+        "path": str(tmp_path / "client.pem"),
+        "not_after": "2027-01-01T00:00:00+00:00",
+        "days_left": 2.5,
+        "revoked": True,
+    }
+    assert entry.as_json(not_after - dt.timedelta(days=400, seconds=30))["days_left"] == 400.0
