@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 OTACTL := .venv/bin/otactl
 
-.PHONY: help setup demo demo-down test lint format bench golden
+.PHONY: help setup demo demo-down test lint format bench golden mutate
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,3 +33,9 @@ format: ## Reformat the code with ruff
 bench: setup ## Run the benchmarks (figures and ratios against their baselines)
 	$(PY) bench/bench_devices.py
 	$(PY) bench/bench_deploy.py
+
+mutate: setup ## Mutation testing of the core modules (mutmut); every survivor must be in tests/mutation-survivors.md
+	rm -rf mutants
+	.venv/bin/mutmut run --max-children $$(nproc)
+	.venv/bin/mutmut results --all true > mutants/results.txt
+	$(PY) scripts/mutation_summary.py < mutants/results.txt

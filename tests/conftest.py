@@ -23,17 +23,58 @@ def run_otactl(
     """Run `python -m otactl ARGS` as a user would, capturing stdout and stderr."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
     full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "otactl", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    if "MUTANT_UNDER_TEST" in os.environ:
+        proc = _run_in_process(list(args), cwd, full_env)
+    else:
+        proc = subprocess.run(
+            [sys.executable, "-m", "otactl", *args],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if check and proc.returncode != 0:
         raise AssertionError(f"otactl {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
+
+
+def _run_in_process(
+    args: list[str], cwd: Path | None, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`otactl ARGS` in this process, for `make mutate` only: mutmut applies its mutant in
+    the test's own process and learns which tests reach which function from that process,
+    so a CLI run in a subprocess would test the unmutated code. Same cwd, environment,
+    argv, output capture and exit code as the subprocess."""
+    import contextlib
+    import io
+    import traceback
+
+    from otactl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    code: int = 0
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = ["otactl", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["otactl", *args], code, out.getvalue(), err.getvalue())
 
 
 def free_port() -> int:

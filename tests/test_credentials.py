@@ -86,12 +86,12 @@ def fresh() -> dict[tuple[str, str, str], list[object]]:
     }
 
 
-def run(answers: dict, timeout: float = 60) -> tuple:
+def run(answers: dict, timeout: float = 60, tenant: str = "default") -> tuple:
     caller = script(*((*k, v) for k, v in answers.items()))
     clock = FakeClock()
     progress: list[str] = []
     keys = credentials.fetch_repo_keys(
-        caller, "default", timeout=timeout, progress=progress.append,
+        caller, tenant, timeout=timeout, progress=progress.append,
         deadline=clock.deadline(timeout),
     )  # fmt: skip
     return keys, caller, progress, clock
@@ -101,7 +101,8 @@ def test_from_nothing_creates_both_repos_and_reads_the_pair() -> None:
     answers = fresh()
     answers[USER_ROOT] = [service(423, {"code": "keys_pending"})] * 2 + [root_ok()]
     answers[KEY_ROOT] = [service(423, {"code": "keys_pending"}), service(200, ROOT)]
-    keys, caller, progress, clock = run(answers)
+    # Not "default", which the services assume when the header is missing (libats).
+    keys, caller, progress, clock = run(answers, tenant="fleet-b")
     assert keys.repo_id == REPO
     assert (keys.public, keys.private, keys.keytype) == (PUB, PRIV, "ED25519")
     assert keys.user_repo_created and keys.director_repo_created
@@ -109,7 +110,7 @@ def test_from_nothing_creates_both_repos_and_reads_the_pair() -> None:
     assert caller.paths().count(DIR_REPO) == 1
     assert caller.paths().index(DIR_ROOT) < caller.paths().index(DIR_REPO)
     # Every call names the tenant.
-    assert all(h and h["x-ats-namespace"] == "default" for *_, h in caller.calls)
+    assert all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
     # Two 423s from the reposerver (the same line, shown once), one from the keyserver.
     assert sum("keys are still being generated" in p for p in progress) == 2
     assert clock.slept and all(s <= 3.0 for s in clock.slept)
@@ -214,8 +215,12 @@ def test_pair_must_be_the_roots_targets_key_and_is_never_quoted() -> None:
         run(answers)
     assert PRIV not in str(e.value)
     answers[KEY_PAIRS] = [service(200, {"keyval": PRIV})]
-    with pytest.raises(ServiceError, match="not a list of key pairs") as e:
+    with pytest.raises(ServiceError) as e:
         run(answers)
+    assert str(e.value) == (
+        f"tuf-keyserver: GET /api/v1/root/{REPO}/keys/targets/pairs: not a list of key pairs, "
+        "or root.json names no targets key"
+    )
     assert PRIV not in str(e.value)
 
 
@@ -278,8 +283,12 @@ def test_for_values_needs_the_server_ca_and_the_kept_password(tmp_path: Path) ->
         credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
     ensure_server_pki(server_dir, values.server_name, PkiSettings())
     # Without secrets.yaml a new password would not be the deployed proxy's: refused.
-    with pytest.raises(ConfigError, match=r"secrets\.yaml is missing"):
+    with pytest.raises(ConfigError) as missing:
         credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
+    assert str(missing.value) == (
+        f"{server_dir / 'secrets.yaml'} is missing: it holds the reverse proxy's password; "
+        "restore it, or run `otactl up` to deploy a new one"
+    )
     assert caller.calls == []
     password = load_or_create(server_dir).reverse_proxy_password
     made = credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
@@ -416,3 +425,151 @@ def test_key_pair_check_refuses_what_garage_sign_cannot_use() -> None:
     answers[KEY_PAIRS] = [service(200, [{"keytype": "ED25519", "keyval": stranger}])]
     with pytest.raises(ServiceError, match=r"targets key pair of repo .*does not belong"):
         run(answers)
+
+
+def test_zip_bytes_as_the_build_tools_and_unzip_see_them(tmp_path: Path) -> None:
+    import subprocess
+
+    keys, *_ = run(fresh())
+    data = credentials.build_zip(keys, URLS, b"CA PEM\n", AUTH)
+    out = tmp_path / "credentials.zip"
+    out.write_bytes(data)
+    with zipfile.ZipFile(out) as zf:
+        # Exact bytes: stable key order (sorted) and layout, so a re-run rewrites nothing.
+        assert zf.read("treehub.json") == (
+            b'{\n  "basic_auth": {\n    "password": "s3cret",\n    "user": "ota"\n  },\n'
+            b'  "ostree": {\n    "server": "http://treehub.example.com/api/v3/"\n  }\n}\n'
+        )
+        assert zf.read("targets.pub") == (
+            b'{"keytype": "ED25519", "keyval": {"public": "' + PUB.encode() + b'"}}'
+        )
+        assert zf.read("targets.sec") == (
+            b'{"keytype": "ED25519", "keyval": {"private": "' + PRIV.encode() + b'"}}'
+        )
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+    # unzip honours the 0600 mode only for entries made on Unix.
+    listing = subprocess.run(["zipinfo", str(out)], capture_output=True, text=True, check=True)
+    entries = [line for line in listing.stdout.splitlines() if line.startswith("-")]
+    assert len(entries) == 7
+    assert all(line.split()[0] == "-rw-------" and line.split()[2] == "unx" for line in entries)
+    urls = PublicUrls.for_domain("example.com", "https://gw:1")
+    slash = credentials.PublicUrls(urls.gateway, urls.tuf_reposerver + "/", urls.treehub)
+    with zipfile.ZipFile(io.BytesIO(credentials.build_zip(keys, slash, b"", None))) as zf:
+        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.example.com\n"
+    assert json.loads(credentials.treehub_json("https://th.example.com//", None)) == {
+        "no_auth": True,
+        "ostree": {"server": "https://th.example.com/api/v3/"},
+    }
+
+
+def test_ensure_credentials_reports_what_it_made_for_the_tenant(tmp_path: Path) -> None:
+    answers = fresh()
+    answers[USER_ROOT] = [service(423, {"code": "keys_pending"}), root_ok()]
+    caller = script(*((*k, v) for k, v in answers.items()))
+    progress: list[str] = []
+    out = tmp_path / "credentials.zip"
+    kw = dict(urls=URLS, server_ca_pem=b"CA\n", auth=AUTH, out=out, timeout=60)
+    made = credentials.ensure_credentials(
+        caller,
+        tenant="fleet-b",
+        progress=progress.append,
+        **kw,  # type: ignore[arg-type]
+    )
+    assert (made.path, made.repo_id, made.changed) == (out, REPO, True)
+    assert made.created == ("user repo", "director repo")
+    assert made.user_keys == credentials.user_keys_secret(run(fresh())[0])
+    assert all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
+    assert any("keys are still being generated" in p for p in progress)
+    # Again: both repos exist (409, director root found), the zip is the same.
+    again = script(
+        (*USER_REPO, [service(409, {"code": "repo_exists"})]), (*USER_ROOT, [root_ok()]),
+        (*DIR_ROOT, [service(200, ROOT)]), (*KEY_ROOT, [service(200, ROOT)]),
+        (*KEY_PAIRS, [service(200, PAIRS)]),
+    )  # fmt: skip
+    second = credentials.ensure_credentials(again, tenant="fleet-b", **kw)  # type: ignore[arg-type]
+    assert (second.changed, second.created) == (False, ())
+
+
+def test_for_values_uses_the_values_tenant_domain_and_timeout(tmp_path: Path) -> None:
+    from otactl.config import load_values
+    from otactl.pki import PkiSettings, ensure_server_pki
+    from otactl.secretstore import load_or_create
+
+    values = load_values()
+    values = values.model_copy(update={"tenant": "fleet-b", "domain": "ota.example.org"})
+    server_dir = tmp_path / values.server_name
+    ensure_server_pki(server_dir, values.server_name, PkiSettings())
+    load_or_create(server_dir)
+    answers = fresh()
+    answers[USER_ROOT] = [service(423, {"code": "keys_pending"}), root_ok()]
+    caller = script(*((*k, v) for k, v in answers.items()))
+    progress: list[str] = []
+    made = credentials.credentials_for_values(
+        caller, values, server_dir, "https://gw:8443", progress=progress.append
+    )
+    assert progress and all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
+    with zipfile.ZipFile(made.path) as zf:
+        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.ota.example.org\n"
+        assert zf.read("autoprov.url") == b"https://gw:8443\n"
+    # The phase's own timeout: a service that never answers fails within it.
+    stuck = script((*USER_REPO, [no_endpoints("tuf-reposerver")]))
+    with pytest.raises(WaitTimeout, match=r"after 0\.01s|0\.01 s|timed out"):
+        credentials.credentials_for_values(
+            stuck, values, server_dir, "https://gw:8443", timeout=0.01
+        )
+
+
+def test_every_key_wait_is_waited_and_reported() -> None:
+    pending = service(423, {"code": "keys_pending"})
+    answers = fresh()
+    answers[DIR_ROOT] = [service(404, {}), pending, service(200, ROOT)]
+    answers[DIR_REPO] = [service(200)]  # director answers 200 or 201 to the POST
+    answers[KEY_PAIRS] = [pending, service(200, PAIRS)]
+    keys, _, progress, _ = run(answers)
+    assert keys.director_repo_created and keys.public == PUB
+    assert any(p.startswith("director: ") and "keys are still being generated" in p
+               for p in progress)  # fmt: skip
+    assert any(p.startswith("tuf-keyserver: ") and "/pairs" in p for p in progress)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"signed": {"_type": "Targets"}, "signatures": []},
+        {"signed": {"_type": "root"}, "signatures": "none"},
+        {"signed": {}, "signatures": []},
+        "not json at all",
+    ],
+)
+def test_root_metadata_that_is_not_signed_root_is_refused(doc: object) -> None:
+    body = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
+    answers = fresh()
+    answers[USER_ROOT] = [service(200, body, {"X-ATS-TUF-Repo-Id": REPO})]
+    with pytest.raises(ServiceError) as e:
+        run(answers)
+    assert str(e.value) == "tuf-reposerver: user_repo/root.json is not signed TUF root metadata"
+    answers = fresh()
+    answers[DIR_ROOT] = [service(404, {}), service(200, body)]
+    with pytest.raises(ServiceError) as e:
+        run(answers)
+    assert str(e.value) == "director: admin/repo/root.json is not signed TUF root metadata"
+
+
+def test_missing_root_says_what_the_post_answered() -> None:
+    path = "/api/v1/user_repo"
+    exists = service(409, {"code": "repo_exists"})
+    for post, said in ((service(200, REPO), "created it"), (exists, "said it exists (409)")):
+        answers = fresh()
+        answers[USER_REPO] = [post]
+        answers[USER_ROOT] = [service(404, {"code": "missing_entity"})]
+        with pytest.raises(ServiceError) as e:
+            run(answers, tenant="fleet-b")
+        assert str(e.value) == (
+            f"tuf-reposerver: GET {path}/root.json: no repo for tenant 'fleet-b' although "
+            f"POST {path} {said}"
+        )
+    answers = fresh()
+    answers[USER_REPO] = [service(200, b"<html>")]
+    with pytest.raises(ServiceError) as e:
+        run(answers)
+    assert str(e.value) == f"tuf-reposerver: POST {path} answered 200 without a repo id"

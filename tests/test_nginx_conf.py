@@ -4,9 +4,8 @@ files, and the reverse proxy's basic auth exercised over HTTP."""
 from __future__ import annotations
 
 import base64
-import shutil
+import getpass
 import subprocess
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -118,15 +117,16 @@ def echo_server() -> Iterator[int]:
 
 
 def test_reverse_proxy_requires_the_generated_basic_auth(
-    tls_dir: Path, tmp_path: Path, echo_server: int, request: pytest.FixtureRequest
+    tls_dir: Path, tmp_path: Path, echo_server: int
 ):
     values = load_values()
     secrets = secretstore.load_or_create(tmp_path / "srv")
-    # nginx reads the user file in its workers (user nobody here, nginx in the pod, where
-    # fsGroup makes the Secret readable): a folder outside root's 0700 pytest tree.
-    auth_dir = Path(tempfile.mkdtemp(prefix="otactl-auth-"))
-    auth_dir.chmod(0o755)
-    request.addfinalizer(lambda: shutil.rmtree(auth_dir))
+    # nginx reads the user file in its workers. Started as root they would run as nobody,
+    # who cannot enter pytest's 0700 folders; so the workers run as whoever runs the test
+    # (`user` below; as another user nginx ignores it and keeps its own), and the files stay
+    # in the test's own folder, whatever the system temp folder's mode.
+    auth_dir = tmp_path / "auth"
+    auth_dir.mkdir()
     (auth_dir / "htpasswd").write_text(
         render.htpasswd_ssha(values.reverse_proxy.user, secrets.reverse_proxy_password)
     )
@@ -138,7 +138,8 @@ def test_reverse_proxy_requires_the_generated_basic_auth(
     assert _nginx_test(conf, tmp_path).returncode == 0
     nginx = require_binary("nginx", "/usr/sbin/nginx")
     proc = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+         "-g", f"daemon off; user {getpass.getuser()};"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

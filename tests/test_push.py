@@ -1,11 +1,14 @@
 """`--push`: device bundles copied over SSH to a real OpenSSH server on 127.0.0.1.
 
-The fixture runs /usr/sbin/sshd (as root, `UsePAM no`, key login only) with a host key
-and authorized_keys of its own, and the "device" file system is a temporary folder given
-as the remote base path (what `device.storage_path` says on a real device)."""
+The fixture runs /usr/sbin/sshd as whoever runs the tests (root in CI, or any user: sshd
+then logs in only that user) on a free port, `UsePAM no`, key login only, with a host key
+and authorized_keys of its own; the "device" file system is a temporary folder given as
+the remote base path (what `device.storage_path` says on a real device). No sshd installed
+fails the tests (no skip)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port, run_otactl, wait_for_port
+from conftest import free_port, require_binary, run_otactl, wait_for_port
 
 from otactl import bundle
 from otactl.config import load_values
@@ -25,12 +28,8 @@ from otactl.errors import ConfigError, PushError
 from otactl.pki import PkiSettings, ensure_server_pki
 from otactl.push import parse_target, push_bundle
 
-SSHD = Path("/usr/sbin/sshd")
 SERVER = "ota-ce.example.com"
-
-pytestmark = pytest.mark.skipif(
-    not SSHD.exists() or os.geteuid() != 0, reason="needs OpenSSH's sshd, run as root"
-)
+USER = getpass.getuser()
 
 
 def keygen(path: Path) -> str:
@@ -50,7 +49,7 @@ class Sshd:
 
     @property
     def target(self) -> str:
-        return f"root@127.0.0.1:{self.port}"
+        return f"{USER}@127.0.0.1:{self.port}"
 
     def known_hosts(self, path: Path, pub: str | None = None) -> Path:
         path.write_text(f"[127.0.0.1]:{self.port} {pub or self.host_pub}\n")
@@ -59,6 +58,7 @@ class Sshd:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    sshd_bin = require_binary("sshd", "/usr/sbin/sshd")
     d = tmp_path_factory.mktemp("sshd")
     host_pub = keygen(d / "host_ed25519")
     client_pub = keygen(d / "client_ed25519")
@@ -72,10 +72,10 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "Subsystem sftp internal-sftp\n"
     )
-    # sshd refuses to start without its privilege separation folder.
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    if os.geteuid() == 0:  # as root, sshd refuses to start without its privsep folder
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     log = open(d / "sshd.log", "wb")  # noqa: SIM115 (open for the server's lifetime)
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
+    proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(config)], stderr=log)
     try:
         wait_for_port(port, proc=proc)
         yield Sshd(port, " ".join(host_pub.split()[:2]), d / "client_ed25519", d)
@@ -170,7 +170,7 @@ def test_login_errors(sshd: Sshd, server_dir: Path, tmp_path: Path) -> None:
     known = sshd.known_hosts(tmp_path / "known_hosts")
     stranger = tmp_path / "stranger"
     keygen(stranger)
-    with pytest.raises(PushError, match=f"root@127.0.0.1:{sshd.port}: login refused with key"):
+    with pytest.raises(PushError, match=f"{sshd.target}: login refused with key"):
         push_bundle(dev.path, sshd.target, remote_base=str(tmp_path / "s"), ssh_key=stranger,
                     known_hosts=known)  # fmt: skip
     closed = free_port()
@@ -217,6 +217,20 @@ def test_new_device_cli_push(sshd: Sshd, tmp_path: Path) -> None:
     res = run_otactl("new-device", "kiosk", *args, env=env)
     assert res.returncode == 13 and res.stderr.count("\n") == 1
     assert res.stderr.startswith(f"error: {sshd.target}: host key ssh-ed25519 SHA256:")
+    # --insecure-accept-host-key: the unknown host is accepted, known_hosts is not written.
+    accepted = run_otactl("new-device", "kiosk", *args, "--insecure-accept-host-key", env=env)
+    assert accepted.returncode == 0, accepted.stderr
+    assert (base / "pkey.pem").read_bytes() == (
+        Path(json.loads(accepted.stdout)["path"]) / "pkey.pem"
+    ).read_bytes()
+    assert not (home / ".ssh" / "known_hosts").exists()
+    shutil.rmtree(base)
+    # A changed key is refused even with it.
+    stranger = tmp_path / "other_host"
+    sshd.known_hosts(home / ".ssh" / "known_hosts", keygen(stranger))
+    changed = run_otactl("new-device", "kiosk", *args, "--insecure-accept-host-key", env=env)
+    assert changed.returncode == 13 and changed.stderr.count("\n") == 1, changed.stderr
+    assert not base.exists()
     sshd.known_hosts(home / ".ssh" / "known_hosts")
     res = run_otactl("new-device", "kiosk", *args, env=env)
     assert res.returncode == 0, res.stderr

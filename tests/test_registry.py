@@ -32,11 +32,13 @@ def device(uuid: str, device_id: str, name: str | None = None) -> dict:
 
 
 def test_looks_up_then_registers_with_the_documented_body() -> None:
+    # Not "default": device-registry (libats) files a request without x-ats-namespace
+    # under "default", so only another tenant shows that the header carries the value.
     caller = script((*find("dev-1"), [page()]), (*PUT, [service(200, UUID)]))
-    assert register_device(caller, "default", UUID, "dev-1", "dev-1", PEM.encode()) == UUID
+    assert register_device(caller, "fleet-b", UUID, "dev-1", "dev-1", PEM.encode()) == UUID
     [(_, _, _, _, lookup_headers), (_, _, _, body, headers)] = caller.calls
     assert caller.paths() == [find("dev-1"), PUT]
-    assert lookup_headers == {"x-ats-namespace": "default"}
+    assert lookup_headers == {"x-ats-namespace": "fleet-b"}
     assert json.loads(body or b"") == {
         "uuid": UUID,
         "deviceId": "dev-1",
@@ -45,7 +47,7 @@ def test_looks_up_then_registers_with_the_documented_body() -> None:
         "credentials": PEM,
         "credentialsType": "PEM",
     }
-    assert headers == {"x-ats-namespace": "default", "Content-Type": "application/json"}
+    assert headers == {"x-ats-namespace": "fleet-b", "Content-Type": "application/json"}
 
 
 def test_the_device_id_is_quoted_in_the_look_up() -> None:
@@ -182,3 +184,19 @@ def test_listing_pages_through_the_tenant() -> None:
         (*second, [service(200, {"values": [device(UUID.upper(), "b")], "total": 2})]),
     )
     assert list_devices(caller, "default") == {"a": OLD, "b": UUID}
+
+
+def test_waiting_is_reported_and_a_non_json_answer_is_refused() -> None:
+    caller = script(
+        (*find("d"), [page()]), (*PUT, [no_endpoints("device-registry"), service(200, UUID)])
+    )
+    clock = FakeClock()
+    progress: list[str] = []
+    register_device(
+        caller, "fleet-b", UUID, "d", "d", PEM, deadline=clock.deadline(10),
+        progress=progress.append,
+    )  # fmt: skip
+    assert len(progress) == 1 and "no ready endpoints for service device-registry" in progress[0]
+    garbled = script((*find("d"), [page()]), (*PUT, [service(200, b"<html>proxy page</html>")]))
+    with pytest.raises(ServiceError, match="answered 200 without a uuid"):
+        register_device(garbled, "fleet-b", UUID, "d", "d", PEM)
