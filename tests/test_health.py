@@ -182,18 +182,21 @@ def test_an_unreachable_api_server_is_a_failed_check_not_a_crash() -> None:
     r = health.check_one(unreachable, "tuf-reposerver", clock=Clock())  # type: ignore[arg-type]
     assert r == health.HealthResult(
         "tuf-reposerver", False, None, 250.0,
-        "cannot reach the Kubernetes API at https://127.0.0.1:1", "/health/dependencies",
+        "cannot reach the Kubernetes API at https://127.0.0.1:1", "/health",
     )  # fmt: skip
 
 
 def test_check_asks_each_named_service_once_in_order() -> None:
     caller = script(
         ("GET", "director", "/health", [service(200, {"status": "OK"})]),
+        ("GET", "tuf-reposerver", "/health", [service(200, {"status": "OK"})]),
         ("GET", "tuf-reposerver", "/health/dependencies", [service(502, DOWN)]),
     )
     results = health.check(caller, ["tuf-reposerver", "director"])
     assert [(r.service, r.ok) for r in results] == [("tuf-reposerver", False), ("director", True)]
+    # tuf-reposerver: its own checks, then its dependencies (the keyserver).
     assert caller.paths() == [
+        ("GET", "tuf-reposerver", "/health"),
         ("GET", "tuf-reposerver", "/health/dependencies"),
         ("GET", "director", "/health"),
     ]

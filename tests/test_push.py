@@ -220,7 +220,7 @@ def test_new_device_cli_push(sshd: Sshd, tmp_path: Path) -> None:
     # --insecure-accept-host-key: the unknown host is accepted, known_hosts is not written.
     accepted = run_otactl("new-device", "kiosk", *args, "--insecure-accept-host-key", env=env)
     assert accepted.returncode == 0, accepted.stderr
-    assert (base / "pkey.pem").read_bytes() == (
+    assert (base / "import" / "pkey.pem").read_bytes() == (
         Path(json.loads(accepted.stdout)["path"]) / "pkey.pem"
     ).read_bytes()
     assert not (home / ".ssh" / "known_hosts").exists()

@@ -261,9 +261,10 @@ def _proxy_get(cluster: Any, ns: str, service: str, path: str) -> Any:
 
 def test_oauth_default_fails_up_at_the_first_credentials_call(runs: Any, local_cluster: Any):
     run = runs("oauth")
-    assert run.proc.returncode != 0
     err = run.proc.stderr
-    assert "403" in err and "auth.protocol is oauth.accesstoken" in err, err
+    # A service's own 403 is a configuration error (exit 5) that names the missing setting.
+    assert run.proc.returncode == 5, err
+    assert "refused with 403" in err and "AUTH_PROTOCOL is not set" in err, err
     # treehub and web-events refuse every untokened call too (garage-push, the browser)
     for service, path in (("treehub", "/api/v3/config"), ("web-events", "/api/v1/events")):
         resp = _proxy_get(local_cluster, run.ns, service, path)
@@ -310,4 +311,5 @@ def test_device_registry_under_oauth_refuses_registration(runs: Any, local_clust
          "--set", f"tenant={run.ns}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert proc.returncode != 0 and "403" in proc.stderr, proc.stderr
+    assert proc.returncode == 5 and "refused with 403" in proc.stderr, proc.stderr
+    assert "AUTH_PROTOCOL is not set" in proc.stderr, proc.stderr
