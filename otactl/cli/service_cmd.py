@@ -53,8 +53,10 @@ def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cl
         cluster = connect(kubeconfig, context)
     except ConfigError as e:
         raise ConfigError(f"{e} (or --no-register: bundles only)") from e
-    # A lost API server is waited for as long as one registration may wait.
+    # A lost API server is waited for as long as one registration may wait, and said so
+    # from the first request on (the gateway port is looked up before any registration).
     cluster.default_patience = DEFAULT_TIMEOUT
+    cluster.on_notice(info)
     return cluster
 
 
@@ -69,7 +71,6 @@ def registering(st: State, cluster: Cluster | None) -> Iterator[Registrar | None
     from otactl.registry import Registrar
 
     values = st.values()
-    cluster.on_notice(info)
     with Registrar(cluster.service_caller(values.namespace), values.tenant) as registrar:
         yield registrar
         registrar.finish()

@@ -366,7 +366,7 @@ def test_new_device_registers_through_an_apiserver_restart(
     def restart() -> None:
         try:
             localcluster.restart_component(
-                cluster.state_dir, "kube-apiserver", down_seconds=5,
+                cluster.state_dir, "kube-apiserver", down_seconds=20,
                 progress=lambda line: stopped.set() if "stays stopped" in line else None,
             )  # fmt: skip
         finally:

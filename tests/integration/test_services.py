@@ -393,7 +393,8 @@ def test_health_cli_json_and_unknown_name(
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    assert got["healthy"] and len(got["services"]) == 11
+    assert got["healthy"] and {s["service"] for s in got["services"]} == set(health.CHECKS)
+    assert len(got["services"]) == 12  # the 11 services of before and device-registry-daemon
     assert {s["status"] for s in got["services"]} == {"OK"}
     assert all(s["latency_ms"] >= 0 for s in got["services"])
     bad = run_otactl("--generated", str(tmp_path), "health", "directr", "--kubeconfig",
