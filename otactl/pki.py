@@ -816,6 +816,7 @@ def inventory(server_dir: Path) -> list[Expiry]:
             if info.is_file():
                 name = json.loads(info.read_bytes()).get("name")
             add("device", client, cert, name=name, revoked=cert.serial_number in revoked)
+    found += _build_tools_inventory(server_dir)
     found.sort(key=lambda e: e.not_after)
     return found
 
@@ -1002,3 +1003,30 @@ def revoke_build_tools_client(
     )
     write_atomic(files.crl, crl_pem(make_crl(issuer, [*entries, entry], now=now)))
     return Revocation(cert.serial_number, now, already=False)
+
+
+def _build_tools_inventory(server_dir: Path) -> list[Expiry]:
+    """The build-tools CA, its CRL and every client certificate (revoked ones flagged)."""
+    files = BuildToolsFiles.of(server_dir)
+    if not files.ca.exists():
+        return []
+    ca = load_certs(files.ca)[0]
+    found = [Expiry("build-tools-ca", common_name(ca), files.ca, ca.not_valid_after_utc)]
+    revoked: set[int] = set()
+    if files.crl.exists():
+        for crl in load_crls(files.crl):
+            revoked |= {e.serial_number for e in crl}
+            if crl.next_update_utc is not None:
+                found.append(
+                    Expiry("build-tools-crl", common_name(ca), files.crl, crl.next_update_utc)
+                )
+    clients = files.root / "clients"
+    for entry in sorted(clients.iterdir()) if clients.is_dir() else []:
+        path = files.client_cert(entry.name)
+        if path.is_file():
+            cert = load_certs(path)[0]
+            found.append(
+                Expiry("build-tools", common_name(cert), path, cert.not_valid_after_utc,
+                       name=entry.name, revoked=cert.serial_number in revoked)
+            )  # fmt: skip
+    return found

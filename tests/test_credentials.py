@@ -312,6 +312,13 @@ def test_revoke_credentials_cli_and_a_new_certificate_after_revocation(tmp_path:
     (crl,) = load_crls(files.crl)
     assert [e.serial_number for e in crl] == [first.cert.serial_number]
     assert crl.is_signature_valid(first.ca.cert.public_key())  # type: ignore[arg-type]
+    # certs check lists the build-tools CA, its CRL and the client, flagged as revoked.
+    listed = run_otactl(*gen, "certs", "check", "-o", "json")
+    kinds = {
+        (c["kind"], c["name"], c["revoked"]) for c in json.loads(listed.stdout)["certificates"]
+    }
+    assert {("build-tools-ca", None, False), ("build-tools-crl", None, False),
+            ("build-tools", "pipeline-a", True)} <= kinds  # fmt: skip
     # The next --new-client with that name gets a fresh certificate and key.
     second = ensure_build_tools_client(server_dir, "pipeline-a", PkiSettings())
     assert second.issued and second.cert.serial_number != first.cert.serial_number
