@@ -248,6 +248,7 @@ def render(values: Values, secrets: Secrets) -> Rendered:
         "services": services,
         "public_hosts": PUBLIC_HOSTS,
         "web_hosts": WEB_HOSTS,
+        "reverse_proxy_https_port": reverse_proxy_https_port(values),
         "gateway_conf": gateway_nginx_conf(values),
         "reverse_proxy_conf": reverse_proxy_nginx_conf(values),
         "htpasswd": htpasswd_ssha(values.reverse_proxy.user, secrets.reverse_proxy_password),
