@@ -33,3 +33,4 @@ format: ## Reformat the code with ruff
 bench: setup ## Run the benchmarks (figures and ratios against their baselines)
 	$(PY) bench/bench_devices.py
 	$(PY) bench/bench_deploy.py
+	$(PY) bench/bench_credentials.py
