@@ -82,6 +82,7 @@ class Setup:
     good: Path  # credentials-ci-good.zip
     revoked: Path  # credentials-ci-revoked.zip, its certificate revoked
     device_p12: Path  # a device's certificate and key, as PKCS#12
+    rsa_p12: Path  # a build-tools client with an RSA key (pki.key_type: rsa)
     device: Path  # the device bundle folder
     files: Path  # what nginx reads (certificates for curl too)
 
@@ -129,6 +130,9 @@ def setup(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (files / "auth" / "htpasswd").write_text(render.htpasswd_ssha("ota", "people-password"))
     device_p12 = files / "device.p12"
     device_p12.write_bytes(pkcs12.key_store("device", key, cert))
+    rsa = pki.ensure_build_tools_client(server_dir, "ci-rsa", pki.PkiSettings(key_type="rsa"))
+    rsa_p12 = files / "rsa.p12"
+    rsa_p12.write_bytes(pkcs12.key_store("ci-rsa", rsa.key, rsa.cert))
     for path in files.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
 
@@ -156,7 +160,9 @@ def setup(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )  # fmt: skip
     try:
         wait_for_port(https, proc=proc)
-        yield Setup(values, server_dir, https, http, log, good, revoked, device_p12, device, files)
+        yield Setup(
+            values, server_dir, https, http, log, good, revoked, device_p12, rsa_p12, device, files
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -288,6 +294,14 @@ def test_garage_sign_gets_in_with_the_zip(
     assert isinstance(headers, dict)
     assert headers["host"] == "tuf-reposerver.example.com"
     assert headers["x-ats-namespace"] == "default"
+
+
+def test_garage_sign_and_garage_push_take_an_rsa_client_key_too(
+    setup: Setup, garage_sign: list[str]
+) -> None:
+    assert _java(garage_sign, str(setup.good), "--client-p12", str(setup.rsa_p12)) == "status 200"
+    cert = ["--cert-type", "P12", "--cert", f"{setup.rsa_p12}:"]
+    assert _curl(setup, "treehub.example.com", *cert)[0] == 200
 
 
 @pytest.mark.parametrize("who", ["no certificate", "device certificate", "revoked client"])
