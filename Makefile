@@ -33,6 +33,7 @@ format: ## Reformat the code with ruff
 bench: setup ## Run the benchmarks (figures and ratios against their baselines)
 	$(PY) bench/bench_devices.py
 	$(PY) bench/bench_deploy.py
+	$(PY) bench/bench_credentials.py
 
 mutate: setup ## Mutation testing of the core modules (mutmut); every survivor must be in tests/mutation-survivors.md
 	rm -rf mutants

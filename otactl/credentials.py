@@ -14,7 +14,9 @@ The plan (reference sections 3 and 7), safe to run again at any point:
    both must be in the form garage-sign reads. The user repo's keys are RSA unless the
    repo was created with another `keyType` (ota-tuf 1d0d714 libtuf/.../TufDataType.scala
    `KeyType.default = RsaKeyType`); ED25519 and ECPRIME256V1 pairs are accepted too.
-4. `credentials.zip`, written 0600 and atomically, byte-identical when nothing changed.
+4. `credentials.zip`, written 0600 and atomically, byte-identical when nothing changed,
+   with the client certificate of one build-tools client (`client_auth.p12`): the reverse
+   proxy lets garage-push and garage-sign in by that certificate (mutual TLS), nothing else.
 
 Every call carries `x-ats-namespace: <tenant>`. Transient answers are retried within one
 deadline (see `otactl.retry`); anything unexpected stops the phase with a `ServiceError`.
@@ -22,6 +24,7 @@ deadline (see `otactl.retry`); anything unexpected stops the phase with a `Servi
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import stat
@@ -30,12 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from otactl.errors import ConfigError, PkiError, ServiceError
+from otactl.errors import PkiError, ServiceError
 from otactl.fsutil import write_private
 from otactl.retry import Deadline, Progress, call
 
 if TYPE_CHECKING:
     from otactl.config import Values
+    from otactl.pki import PkiSettings
     from otactl.service_api import ServiceCaller
 
 REPOSERVER = "tuf-reposerver"
@@ -70,15 +74,22 @@ class PublicUrls:
     treehub: str  # garage-push talks to <treehub>/api/v3/
 
     @classmethod
-    def for_domain(cls, domain: str, gateway: str) -> PublicUrls:
-        """The reverse proxy's names, as the rendered `app` config announces them."""
-        return cls(gateway, f"http://tuf-reposerver.{domain}", f"http://treehub.{domain}")
+    def for_domain(cls, domain: str, gateway: str, https_port: int = 443) -> PublicUrls:
+        """The reverse proxy's names over TLS, on the port it is really exposed on (both
+        tools use the URLs as written)."""
+        port = "" if https_port == 443 else f":{https_port}"
+        return cls(
+            gateway, f"https://tuf-reposerver.{domain}{port}", f"https://treehub.{domain}{port}"
+        )
 
 
 @dataclass(frozen=True)
-class BasicAuth:
-    user: str
-    password: str
+class ClientTls:
+    """The PKCS#12 files of one build-tools client (see `otactl.pkcs12`)."""
+
+    name: str
+    client_p12: bytes  # its certificate and key
+    server_p12: bytes  # the server CA, as garage-sign's trust store
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,8 @@ class CredentialsResult:
     changed: bool  # False when the file already held these bytes
     created: tuple[str, ...]  # "user repo", "director repo"
     user_keys: dict[str, bytes]  # data of the `user-keys` Secret
+    client: str = ""  # the build-tools client whose certificate the zip carries
+    client_issued: bool = False  # its certificate was issued by this run
 
 
 def _json(data: Any) -> bytes:
@@ -296,30 +309,37 @@ def fetch_repo_keys(
     return RepoKeys(repo_id, root_json, keytype, public, private, user_created, director_created)
 
 
-def treehub_json(treehub_url: str, auth: BasicAuth | None) -> bytes:
-    """garage-push's server settings. The reverse proxy in front of treehub asks for basic
-    auth, so the user and password go in `basic_auth` (sota_tools reads `user` and
-    `password` there); `no_auth` only when nothing protects treehub."""
-    data: dict[str, Any] = {"ostree": {"server": treehub_url.rstrip("/") + "/api/v3/"}}
-    if auth is None:
-        data["no_auth"] = True
-    else:
-        data["basic_auth"] = {"user": auth.user, "password": auth.password}
+def treehub_json(treehub_url: str) -> bytes:
+    """treehub.json: `ostree.server` for garage-push, and `no_auth` for garage-sign.
+
+    Neither tool authenticates from this file here: both use `client_auth.p12` when the zip
+    has it (aktualizr `src/sota_tools/server_credentials.cc` then ignores `oauth2` and
+    `basic_auth`; ota-tuf `ZipRepoInitialization.init` in `RepoManagement.scala` then skips
+    `buildOauth`). `no_auth` (a Boolean, `CliReads.scala` `treehubConfigDecoder`) keeps
+    garage-sign from asking for OAuth2 if the certificate is taken out of the zip.
+    """
+    data = {"no_auth": True, "ostree": {"server": treehub_url.rstrip("/") + "/api/v3/"}}
     return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
 
-def build_zip(
-    keys: RepoKeys, urls: PublicUrls, server_ca_pem: bytes, auth: BasicAuth | None
-) -> bytes:
-    """The flat `credentials.zip`, identical bytes for identical inputs."""
+def build_zip(keys: RepoKeys, urls: PublicUrls, server_ca_pem: bytes, tls: ClientTls) -> bytes:
+    """The flat `credentials.zip`, identical bytes for identical inputs. Entry names are
+    the ones the readers look up: garage-push (`server_credentials.cc`: treehub.json,
+    client_auth.p12, tufrepo.url; `CanSignOffline`: root.json, targets.pub, targets.sec)
+    and garage-sign (`ZipRepoInitialization.init`: treehub.json, client_auth.p12,
+    server.p12, tufrepo.url, root.json, targets.pub, targets.sec)."""
     entries = {
         "autoprov.url": urls.gateway.encode() + b"\n",
         "server_ca.pem": server_ca_pem,
+        # garage-sign builds its URLs as tufrepo.url + "/api/v1/user_repo/..." (libtuf
+        # TufServerHttpClient.scala): no trailing slash here.
         "tufrepo.url": urls.tuf_reposerver.rstrip("/").encode() + b"\n",
         "targets.pub": keys.targets_pub(),
         "targets.sec": keys.targets_sec(),
-        "treehub.json": treehub_json(urls.treehub, auth),
+        "treehub.json": treehub_json(urls.treehub),
         "root.json": keys.root_json,
+        "client_auth.p12": tls.client_p12,
+        "server.p12": tls.server_p12,
     }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -359,14 +379,14 @@ def ensure_credentials(
     tenant: str,
     urls: PublicUrls,
     server_ca_pem: bytes,
-    auth: BasicAuth | None,
+    tls: ClientTls,
     out: Path,
     timeout: float,
     progress: Progress | None = None,
 ) -> CredentialsResult:
     """The whole phase: repositories, keys, `out` (credentials.zip), Secret data."""
     keys = fetch_repo_keys(caller, tenant, timeout=timeout, progress=progress)
-    data = build_zip(keys, urls, server_ca_pem, auth)
+    data = build_zip(keys, urls, server_ca_pem, tls)
     changed = write_if_changed(out, data)
     created = tuple(
         what
@@ -374,7 +394,36 @@ def ensure_credentials(
                            ("director repo", keys.director_repo_created))
         if made
     )  # fmt: skip
-    return CredentialsResult(out, keys.repo_id, changed, created, user_keys_secret(keys))
+    return CredentialsResult(
+        out, keys.repo_id, changed, created, user_keys_secret(keys), client=tls.name
+    )
+
+
+def zip_name(client: str) -> str:
+    """credentials.zip for the default client, credentials-<name>.zip for the others."""
+    from otactl.pki import DEFAULT_CLIENT
+
+    return CREDENTIALS_ZIP if client == DEFAULT_CLIENT else f"credentials-{client}.zip"
+
+
+def client_tls(
+    server_dir: Path, client: str, settings: PkiSettings, server_ca_pem: bytes
+) -> tuple[ClientTls, bool]:
+    """The client's PKCS#12 files (its certificate issued when missing, revoked or expired)
+    and whether a certificate was issued now."""
+    from cryptography import x509
+
+    from otactl import pkcs12
+    from otactl.pki import SERVER_CA_CN, ensure_build_tools_client
+
+    made = ensure_build_tools_client(server_dir, client, settings)
+    server_ca = x509.load_pem_x509_certificate(server_ca_pem)
+    tls = ClientTls(
+        client,
+        pkcs12.key_store(client, made.key, made.cert),
+        pkcs12.trust_store([(SERVER_CA_CN, server_ca)]),
+    )
+    return tls, made.issued
 
 
 def credentials_for_values(
@@ -383,36 +432,35 @@ def credentials_for_values(
     server_dir: Path,
     gateway_url: str,
     *,
+    https_port: int = 443,
+    client: str | None = None,
     out: Path | None = None,
     timeout: float | None = None,
     progress: Progress | None = None,
 ) -> CredentialsResult:
     """`ensure_credentials` with what the values and `generated/<server>/` hold: tenant,
-    public names from `domain`, the server CA, the reverse proxy's user and password.
-    `gateway_url` is the gateway as really exposed (the deploy code knows the port)."""
-    from otactl.pki import ServerFiles
-    from otactl.secretstore import SECRETS_FILE, load_or_create
+    public names from `domain`, the server CA, the client certificate of `client` (default:
+    the `default` client). `gateway_url` and `https_port` are the gateway and the reverse
+    proxy as really exposed (the deploy code knows the ports)."""
+    from otactl.pki import DEFAULT_CLIENT, PkiSettings, ServerFiles, check_client_name
 
+    client = check_client_name(client or DEFAULT_CLIENT)
     ca = ServerFiles(server_dir).server_ca
     try:
         server_ca_pem = ca.read_bytes()
     except FileNotFoundError:
         raise PkiError(f"{ca} is missing: run `otactl new-server` first") from None
-    kept = server_dir / SECRETS_FILE
-    if not kept.exists():
-        # A new password here would not be the one the deployed reverse proxy checks.
-        raise ConfigError(
-            f"{kept} is missing: it holds the reverse proxy's password; restore it, or run "
-            "`otactl up` to deploy a new one"
-        )
-    password = load_or_create(server_dir).reverse_proxy_password
-    return ensure_credentials(
+    tls, issued = client_tls(
+        server_dir, client, PkiSettings(**values.pki.model_dump()), server_ca_pem
+    )
+    made = ensure_credentials(
         caller,
         tenant=values.tenant,
-        urls=PublicUrls.for_domain(values.domain, gateway_url),
+        urls=PublicUrls.for_domain(values.domain, gateway_url, https_port),
         server_ca_pem=server_ca_pem,
-        auth=BasicAuth(values.reverse_proxy.user, password),
-        out=out or server_dir / CREDENTIALS_ZIP,
+        tls=tls,
+        out=out or server_dir / zip_name(client),
         timeout=values.timeouts.credentials if timeout is None else timeout,
         progress=progress,
     )
+    return dataclasses.replace(made, client_issued=issued)

@@ -41,6 +41,7 @@ HEALTH_GATES = ("director", "tuf-keyserver", "tuf-reposerver")
 SQL_HASH = "otactl.io/sql-hash"
 TLS_HASH = "otactl.io/tls-hash"
 TLS_USERS = ("gateway-deployment", "reverse-proxy")
+BUILD_TOOLS_SECRET = "build-tools-ca"
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,13 @@ def secret_object(
 def gateway_tls_secret(values: Values, files: pki.ServerFiles) -> dict[str, Any]:
     data = {key: path.read_bytes() for key, path in files.tls_secret_files().items()}
     return secret_object("gateway-tls", values.namespace, data, "gateway")
+
+
+def build_tools_secret(values: Values, server_dir: Path) -> dict[str, Any]:
+    """The reverse proxy's client CA for the build tools and its CRL."""
+    files = pki.BuildToolsFiles.of(server_dir).secret_files()
+    data = {key: path.read_bytes() for key, path in files.items()}
+    return secret_object(BUILD_TOOLS_SECRET, values.namespace, data, "reverse-proxy")
 
 
 def _component(obj: dict[str, Any]) -> str:
@@ -231,6 +239,20 @@ def reconcile_pki(cluster: Cluster, values: Values, server_dir: Path) -> None:
         )
 
 
+def reconcile_build_tools_ca(cluster: Cluster, values: Values, server_dir: Path) -> None:
+    """Refuse to mint a second build-tools CA while the cluster trusts the first one: every
+    credentials.zip handed to CI would stop working."""
+    files = pki.BuildToolsFiles.of(server_dir)
+    secret = cluster.get("Secret", values.namespace, BUILD_TOOLS_SECRET)
+    if secret is None or files.ca.exists():
+        return
+    raise PkiError(
+        f"the cluster has Secret {values.namespace}/{BUILD_TOOLS_SECRET} but {files.root} has "
+        "no build-tools CA: restore that folder from your backup (otactl will not mint a "
+        "second CA: the credentials handed out trust the first one)"
+    )
+
+
 def exposed_gateway_url(cluster: Cluster, values: Values) -> str:
     """The gateway URL devices really reach: the LoadBalancer's 8443, or the NodePort."""
     from otactl.bundle import default_gateway_port
@@ -244,6 +266,20 @@ def exposed_gateway_url(cluster: Cluster, values: Values) -> str:
             if p.get("port") == 8443 and p.get("nodePort"):
                 port = int(p["nodePort"])
     return f"https://{values.server_name}:{port}"
+
+
+def exposed_reverse_proxy_port(cluster: Cluster, values: Values) -> int:
+    """The reverse proxy's HTTPS port as clients reach it: the NodePort, or the Service
+    port (443) for a LoadBalancer or ClusterIP; before `up`, what the values will expose."""
+    svc = cluster.get("Service", values.namespace, "reverse-proxy")
+    if svc is None:
+        return render.reverse_proxy_https_port(values)
+    for p in svc["spec"].get("ports", []):
+        if p.get("name") == "https":
+            if svc["spec"].get("type") == "NodePort" and p.get("nodePort"):
+                return int(p["nodePort"])
+            return int(p["port"])
+    return render.reverse_proxy_https_port(values)
 
 
 def _bootstrap_objects(
@@ -268,12 +304,14 @@ def publish_credentials(
     server_dir: Path,
     gateway_url: str,
     *,
+    client: str | None = None,
     out: Path | None = None,
     timeout: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> CredentialsResult:
     """The credentials phase: TUF repositories and keys through the service proxy,
-    `credentials.zip`, and the `user-keys` Secret (what `up` and `otactl credentials` do)."""
+    `credentials.zip` (or the zip of build-tools client `client`), and the `user-keys`
+    Secret (what `up` and `otactl credentials` do)."""
     from otactl.credentials import credentials_for_values
 
     made = credentials_for_values(
@@ -281,6 +319,8 @@ def publish_credentials(
         values,
         server_dir,
         gateway_url,
+        https_port=exposed_reverse_proxy_port(cluster, values),
+        client=client,
         out=out,
         timeout=timeout,
         progress=progress,
@@ -304,14 +344,22 @@ def _scratch_copy(server_dir: Path, scratch: Path) -> Path:
     return scratch
 
 
-def _roll_on_tls_change(objects: list[dict[str, Any]], tls: dict[str, Any]) -> None:
+def _roll_on_tls_change(
+    objects: list[dict[str, Any]], tls: dict[str, Any], build_tools: dict[str, Any]
+) -> None:
     """nginx reads its certificate and CRL at start only: a changed `gateway-tls` (a revoked
-    device, a renewed certificate) must roll the pods that mount it."""
-    digest = hashlib.sha256(json.dumps(tls["data"], sort_keys=True).encode()).hexdigest()[:16]
+    device, a renewed certificate) or `build-tools-ca` (a revoked build-tools client) must
+    roll the pods that mount it."""
+
+    def digest(*secrets: dict[str, Any]) -> str:
+        data = [s["data"] for s in secrets]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    hashes = {"gateway-deployment": digest(tls), "reverse-proxy": digest(tls, build_tools)}
     for obj in objects:
         if obj["kind"] == "Deployment" and obj["metadata"]["name"] in TLS_USERS:
             template = obj["spec"]["template"]["metadata"]
-            template.setdefault("annotations", {})[TLS_HASH] = digest
+            template.setdefault("annotations", {})[TLS_HASH] = hashes[obj["metadata"]["name"]]
 
 
 def _workloads(objects: list[dict[str, Any]], kinds: tuple[str, ...]) -> list[Target]:
@@ -389,8 +437,12 @@ def _plan(
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)
+    reconcile_build_tools_ca(cluster, values, server_dir)
     made = pki.ensure_server_pki_for(values, server_dir)
-    done(", ".join(made.created) or "kept")
+    _, tools_created = pki.ensure_build_tools_ca(
+        server_dir, pki.PkiSettings(**values.pki.model_dump())
+    )
+    done(", ".join(made.created + tools_created) or "kept")
 
     secrets = secretstore.load_or_create(server_dir)
     rendered = render.render(values, secrets)
@@ -398,11 +450,12 @@ def _plan(
     services = rendered.objects("services")
     ingress = rendered.objects("ingress") if "ingress" in rendered.sets else []
 
-    done = phase("secrets", "gateway-tls, tuf-keyserver-encryption")
+    done = phase("secrets", f"gateway-tls, {BUILD_TOOLS_SECRET}, tuf-keyserver-encryption")
     keyserver = [o for o in services if o["metadata"]["name"] == "tuf-keyserver-encryption"]
     tls = gateway_tls_secret(values, made.files)
-    _roll_on_tls_change(services, tls)
-    changed = applier.apply([tls, *keyserver])
+    tools = build_tools_secret(values, server_dir)
+    _roll_on_tls_change(services, tls, tools)
+    changed = applier.apply([tls, tools, *keyserver])
     done("; ".join([f"{len(changed)} changed", *secrets.notes]))
 
     done = phase("infra", "zookeeper, kafka, mysql")
@@ -437,7 +490,7 @@ def _plan(
     if opts.prune:
         done = phase("prune")
         keep = {(o["kind"], o["metadata"]["name"]) for o in infra + services + ingress}
-        keep |= {("Secret", "gateway-tls"), ("Secret", "user-keys")}
+        keep |= {("Secret", "gateway-tls"), ("Secret", BUILD_TOOLS_SECRET), ("Secret", "user-keys")}
         result.pruned = prune(cluster, ns, keep, dry_run=opts.dry_run)
         done(f"{len(result.pruned)} deleted")
 

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -815,5 +816,217 @@ def inventory(server_dir: Path) -> list[Expiry]:
             if info.is_file():
                 name = json.loads(info.read_bytes()).get("name")
             add("device", client, cert, name=name, revoked=cert.serial_number in revoked)
+    found += _build_tools_inventory(server_dir)
     found.sort(key=lambda e: e.not_after)
+    return found
+
+
+# --- build tools: their own client CA, one certificate per CI pipeline ----------------------
+#
+# The reverse proxy asks garage-push and garage-sign for a client certificate from this CA
+# (templates/reverse-proxy/nginx.conf.j2). It is not the device CA, in both directions: the
+# gateway trusts only the device CA, the reverse proxy only this one.
+
+BUILD_TOOLS_CA_CN = "ota-build-tools-CA"
+BUILD_TOOLS_OU = "build-tools"
+DEFAULT_CLIENT = "default"
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class BuildToolsFiles:
+    """`generated/<server name>/build-tools/`: CA, CRL, and `clients/<name>/`."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, server_dir: Path) -> BuildToolsFiles:
+        return cls(server_dir / "build-tools")
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def crl(self) -> Path:
+        """The reverse proxy's `ssl_crl`: revoked build-tools certificates."""
+        return self.root / "crl.pem"
+
+    def client_cert(self, name: str) -> Path:
+        return self.root / "clients" / name / "client.crt"
+
+    def client_key(self, name: str) -> Path:
+        return self.root / "clients" / name / "client.key"
+
+    def secret_files(self) -> dict[str, Path]:
+        """The files of the `build-tools-ca` Secret the reverse proxy mounts."""
+        return {"ca.crt": self.ca, "crl.pem": self.crl}
+
+
+def check_client_name(name: str) -> str:
+    """A build-tools client name (a CI pipeline): it names a folder and a certificate CN."""
+    if not _CLIENT_NAME.match(name):
+        raise ConfigError(
+            f"client name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+def ensure_build_tools_ca(
+    server_dir: Path, settings: PkiSettings, *, now: dt.datetime | None = None
+) -> tuple[Issuer, list[str]]:
+    """Load the build-tools CA, or create it (and its empty CRL) when missing; never
+    replace it. Returns the CA and what was created."""
+    now = now or utcnow()
+    files = BuildToolsFiles.of(server_dir)
+    ensure_private_dir(files.root)
+    created = []
+    if _load_pair(files.ca, files.ca_key, "build-tools CA"):
+        issuer = load_issuer(files.ca, files.ca_key, now=now)
+    else:
+        cert, key = make_ca(
+            BUILD_TOOLS_CA_CN,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            key_type=settings.key_type,
+            days=settings.ca_days,
+            now=now,
+        )
+        write_private(files.ca_key, key_pem(key))
+        write_atomic(files.ca, cert_pem(cert))
+        issuer = Issuer(cert, key)
+        created.append("build-tools CA")
+    if not files.crl.exists():
+        write_atomic(files.crl, crl_pem(make_crl(issuer, [], now=now)))
+        created.append("build-tools CRL")
+    return issuer, created
+
+
+def make_client_cert(
+    ca: Issuer,
+    name: str,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+    *,
+    days: int,
+    now: dt.datetime,
+) -> x509.Certificate:
+    """A build-tools client certificate: CN = the client name, OU = build-tools."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, BUILD_TOOLS_OU),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    builder = (
+        cert_builder(subject, public_key, ca.cert, days, now)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_DEVICE_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=True)
+    )
+    return _sign(builder, ca.key)
+
+
+@dataclass(frozen=True)
+class BuildToolsClient:
+    name: str
+    cert: x509.Certificate
+    key: PrivateKey
+    issued: bool  # False when the existing certificate was kept
+    ca: Issuer
+
+
+def _build_tools_crl(files: BuildToolsFiles, issuer: Issuer) -> x509.CertificateRevocationList:
+    for crl in load_crls(files.crl):
+        if crl.issuer == issuer.cert.subject and crl.is_signature_valid(
+            issuer.cert.public_key()  # type: ignore[arg-type]
+        ):
+            return crl
+    raise PkiError(f"{files.crl}: holds no CRL signed by the build-tools CA")
+
+
+def ensure_build_tools_client(
+    server_dir: Path, name: str, settings: PkiSettings, *, now: dt.datetime | None = None
+) -> BuildToolsClient:
+    """The client certificate `name`: kept while it is valid and not revoked, otherwise
+    (missing, revoked, expired) a new key and certificate. Lifetime: `pki.device_days`."""
+    now = now or utcnow()
+    check_client_name(name)
+    issuer, _ = ensure_build_tools_ca(server_dir, settings, now=now)
+    files = BuildToolsFiles.of(server_dir)
+    cert_path, key_path = files.client_cert(name), files.client_key(name)
+    if _load_pair(cert_path, key_path, f"build-tools client {name}"):
+        cert, key = load_certs(cert_path)[0], load_key(key_path)
+        revoked = {e.serial_number for e in _build_tools_crl(files, issuer)}
+        if (
+            _same_key(cert, key)
+            and _signed_by(cert, issuer.cert)
+            and cert.serial_number not in revoked
+            and cert.not_valid_after_utc > now
+        ):
+            return BuildToolsClient(name, cert, key, issued=False, ca=issuer)
+    key = generate_key(settings.key_type)
+    cert = make_client_cert(issuer, name, key.public_key(), days=settings.device_days, now=now)
+    # Key first: a certificate on disk always has its key next to it.
+    write_private(key_path, key_pem(key))
+    write_atomic(cert_path, cert_pem(cert))
+    return BuildToolsClient(name, cert, key, issued=True, ca=issuer)
+
+
+def revoke_build_tools_client(
+    server_dir: Path, name: str, *, now: dt.datetime | None = None
+) -> Revocation:
+    """Put the client certificate `name` on the build-tools CRL (re-signed, atomically).
+    Revoking twice reports the first revocation. The next `otactl up` rolls the reverse
+    proxy with the new CRL."""
+    now = now or utcnow()
+    check_client_name(name)
+    files = BuildToolsFiles.of(server_dir)
+    if not files.client_cert(name).exists():
+        raise ConfigError(f"no build-tools client {name!r} in {files.root / 'clients'}")
+    issuer = load_issuer(files.ca, files.ca_key, now=now)
+    cert = load_certs(files.client_cert(name))[0]
+    if not _signed_by(cert, issuer.cert):
+        raise PkiError(f"{files.client_cert(name)} was not issued by the build-tools CA")
+    entries = list(_build_tools_crl(files, issuer))
+    for entry in entries:
+        if entry.serial_number == cert.serial_number:
+            return Revocation(cert.serial_number, entry.revocation_date_utc, already=True)
+    entry = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(cert.serial_number)
+        .revocation_date(now)
+        .build()
+    )
+    write_atomic(files.crl, crl_pem(make_crl(issuer, [*entries, entry], now=now)))
+    return Revocation(cert.serial_number, now, already=False)
+
+
+def _build_tools_inventory(server_dir: Path) -> list[Expiry]:
+    """The build-tools CA, its CRL and every client certificate (revoked ones flagged)."""
+    files = BuildToolsFiles.of(server_dir)
+    if not files.ca.exists():
+        return []
+    ca = load_certs(files.ca)[0]
+    found = [Expiry("build-tools-ca", common_name(ca), files.ca, ca.not_valid_after_utc)]
+    revoked: set[int] = set()
+    if files.crl.exists():
+        for crl in load_crls(files.crl):
+            revoked |= {e.serial_number for e in crl}
+            if crl.next_update_utc is not None:
+                found.append(
+                    Expiry("build-tools-crl", common_name(ca), files.crl, crl.next_update_utc)
+                )
+    clients = files.root / "clients"
+    for entry in sorted(clients.iterdir()) if clients.is_dir() else []:
+        path = files.client_cert(entry.name)
+        if path.is_file():
+            cert = load_certs(path)[0]
+            found.append(
+                Expiry("build-tools", common_name(cert), path, cert.not_valid_after_utc,
+                       name=entry.name, revoked=cert.serial_number in revoked)
+            )  # fmt: skip
     return found

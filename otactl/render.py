@@ -50,6 +50,10 @@ MAIN_CLASSES = {
 }
 MIGRATES = {*MAIN_CLASSES, "tuf-reposerver", "treehub"}
 PUBLIC_HOSTS = ("app", "tuf-reposerver", "treehub", "web-events")
+# Behind the reverse proxy: the build tools' hosts ask for a build-tools client certificate,
+# the web UI's do not (templates/reverse-proxy/nginx.conf.j2 says how each is protected).
+BUILD_TOOL_HOSTS = ("tuf-reposerver", "treehub")
+WEB_HOSTS = ("app", "web-events")
 
 
 @dataclass(frozen=True)
@@ -143,24 +147,39 @@ def reverse_proxy_nginx_conf(
     values: Values,
     *,
     tls_dir: str | Path = "/etc/nginx/tls",
+    clients_dir: str | Path = "/etc/nginx/clients",
     auth_dir: str | Path = "/etc/nginx/auth",
     runtime_dir: str | Path = "/tmp",
     upstreams: Mapping[str, str] | None = None,
     http_port: int = 80,
     https_port: int = 8443,
+    public_https_port: int | None = None,
 ) -> str:
-    """nginx.conf of the reverse proxy for the build tools (basic auth, by host name)."""
+    """nginx.conf of the reverse proxy, by host name: mutual TLS with the build-tools CA
+    (`clients_dir`: ca.crt, crl.pem) for the build tools, basic auth for the web UI.
+    `public_https_port` is where clients reach `https_port` from outside (redirects)."""
+    public = reverse_proxy_https_port(values) if public_https_port is None else public_https_port
     return _template(
         "reverse-proxy/nginx.conf.j2",
         v=values,
         tls_dir=str(tls_dir),
+        clients_dir=str(clients_dir),
         auth_dir=str(auth_dir),
         runtime_dir=str(runtime_dir),
         upstreams={**default_upstreams(values), **(upstreams or {})},
         http_port=http_port,
         https_port=https_port,
-        public_hosts=PUBLIC_HOSTS,
+        https_suffix="" if public == 443 else f":{public}",
+        build_tool_hosts=BUILD_TOOL_HOSTS,
+        web_hosts=WEB_HOSTS,
     )
+
+
+def reverse_proxy_https_port(values: Values) -> int:
+    """The reverse proxy's HTTPS port as the values expose it: the fixed NodePort, else 443
+    (the Service's port; a NodePort the cluster picks is known only once deployed)."""
+    rp = values.reverse_proxy
+    return rp.node_port if rp.service_type == "NodePort" and rp.node_port else 443
 
 
 def bootstrap_sql(secrets: Secrets) -> str:
@@ -228,6 +247,8 @@ def render(values: Values, secrets: Secrets) -> Rendered:
         "s": secrets,
         "services": services,
         "public_hosts": PUBLIC_HOSTS,
+        "web_hosts": WEB_HOSTS,
+        "reverse_proxy_https_port": reverse_proxy_https_port(values),
         "gateway_conf": gateway_nginx_conf(values),
         "reverse_proxy_conf": reverse_proxy_nginx_conf(values),
         "htpasswd": htpasswd_ssha(values.reverse_proxy.user, secrets.reverse_proxy_password),

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for otactl's demo and tests: Debian packages (nginx, MariaDB,
-# OpenSSH, iproute2, openssl), the Python virtual environment in .venv, and the local
-# cluster's binaries (built from Go modules into ~/.cache/otactl). Idempotent: what is
-# there already is kept.
+# OpenSSH, iproute2, openssl, curl, Java 17 and Maven), BouncyCastle from Maven Central (the
+# TLS stack of garage-sign, for tests/test_build_tools_tls.py), the Python virtual
+# environment in .venv, and the local cluster's binaries (built from Go modules into
+# ~/.cache/otactl). Idempotent: what is there already is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for bin in nginx mariadbd mariadb mariadb-install-db sshd ssh-keygen ip nsenter flock openssl; do
+for bin in nginx mariadbd mariadb mariadb-install-db sshd ssh-keygen ip nsenter flock openssl \
+  curl java javac mvn; do
   command -v "$bin" >/dev/null 2>&1 || [[ -x "/usr/sbin/$bin" ]] || missing+=("$bin")
 done
 if ((${#missing[@]})); then
@@ -17,8 +19,22 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     nginx-light mariadb-server mariadb-client openssh-server openssh-client iproute2 util-linux openssl \
-    >/dev/null
+    curl openjdk-17-jdk-headless maven >/dev/null
 fi
+
+# BouncyCastle as ota-tuf pins it for garage-sign (libtuf/build.sbt: 1.59), checked by hash.
+java_dir="${OTACTL_CACHE_DIR:-$HOME/.cache/otactl}/java"
+while read -r artifact sha256; do
+  jar="$java_dir/$artifact-1.59.jar"
+  if [[ ! -f $jar ]]; then
+    echo "setup: fetching $artifact 1.59 from Maven Central" >&2
+    mvn -q dependency:copy "-Dartifact=org.bouncycastle:$artifact:1.59" "-DoutputDirectory=$java_dir"
+  fi
+  echo "$sha256  $jar" | sha256sum --check --quiet
+done <<'JARS'
+bcprov-jdk15on 1c31e44e331d25e46d293b3e8ee2d07028a67db011e74cb2443285aed1d59c85
+bcpkix-jdk15on 601d85cfbcef76a1cb77cbf755a6234a4ba1d4c02a98d9a81028d471f388694f
+JARS
 
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv

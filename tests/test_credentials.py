@@ -13,7 +13,7 @@ import pytest
 from service_fakes import FakeClock, apiserver, no_endpoints, script, service
 
 from otactl import credentials
-from otactl.credentials import BasicAuth, PublicUrls
+from otactl.credentials import ClientTls, PublicUrls
 from otactl.errors import ServiceAuthRefused, ServiceError, WaitTimeout
 
 REPO = "6a3f2bd8-5b4e-4bd4-9a44-52d0d1c7a0e1"
@@ -60,7 +60,7 @@ ROOT = {
 ROOT_BYTES = json.dumps(ROOT).encode()
 PAIRS = [{"keytype": "ED25519", "keyval": {"public": PUB, "private": PRIV}}]
 URLS = PublicUrls.for_domain("example.com", "https://ota-ce.example.com:30443")
-AUTH = BasicAuth("ota", "s3cret")
+TLS = ClientTls("default", b"client p12", b"server p12")
 
 USER_REPO = ("POST", "tuf-reposerver", "/api/v1/user_repo")
 USER_ROOT = ("GET", "tuf-reposerver", "/api/v1/user_repo/root.json")
@@ -224,27 +224,27 @@ def test_pair_must_be_the_roots_targets_key_and_is_never_quoted() -> None:
     assert PRIV not in str(e.value)
 
 
-def test_zip_is_flat_private_deterministic_and_has_basic_auth(tmp_path: Path) -> None:
+def test_zip_is_flat_private_deterministic_and_names_https_urls(tmp_path: Path) -> None:
     keys, *_ = run(fresh())
     out = tmp_path / "credentials.zip"
-    data = credentials.build_zip(keys, URLS, b"CA PEM\n", AUTH)
+    data = credentials.build_zip(keys, URLS, b"CA PEM\n", TLS)
     assert credentials.write_if_changed(out, data)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     mtime = out.stat().st_mtime_ns
     # Same inputs: same bytes, and the file is not touched.
-    assert credentials.build_zip(keys, URLS, b"CA PEM\n", AUTH) == data
+    assert credentials.build_zip(keys, URLS, b"CA PEM\n", TLS) == data
     assert not credentials.write_if_changed(out, data)
     assert out.stat().st_mtime_ns == mtime
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = zf.namelist()
         assert sorted(names) == sorted(
             ["autoprov.url", "server_ca.pem", "tufrepo.url", "targets.pub", "targets.sec",
-             "treehub.json", "root.json"]
+             "treehub.json", "root.json", "client_auth.p12", "server.p12"]
         )  # fmt: skip
         assert {i.date_time for i in zf.infolist()} == {credentials.ZIP_DATE}
         assert {i.external_attr >> 16 for i in zf.infolist()} == {0o100600}
         assert zf.read("autoprov.url") == b"https://ota-ce.example.com:30443\n"
-        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.example.com\n"
+        assert zf.read("tufrepo.url") == b"https://tuf-reposerver.example.com\n"
         assert json.loads(zf.read("targets.pub")) == {
             "keytype": "ED25519",
             "keyval": {"public": PUB},
@@ -254,13 +254,19 @@ def test_zip_is_flat_private_deterministic_and_has_basic_auth(tmp_path: Path) ->
             "keyval": {"private": PRIV},
         }
         assert json.loads(zf.read("treehub.json")) == {
-            "basic_auth": {"user": "ota", "password": "s3cret"},
-            "ostree": {"server": "http://treehub.example.com/api/v3/"},
+            "no_auth": True,
+            "ostree": {"server": "https://treehub.example.com/api/v3/"},
         }
         assert zf.read("root.json") == ROOT_BYTES
         assert zf.read("server_ca.pem") == b"CA PEM\n"
-    no_auth = json.loads(credentials.treehub_json("http://treehub.example.com/", None))
-    assert no_auth == {"no_auth": True, "ostree": {"server": "http://treehub.example.com/api/v3/"}}
+        assert zf.read("client_auth.p12") == b"client p12"
+        assert zf.read("server.p12") == b"server p12"
+
+
+def test_urls_carry_the_exposed_port() -> None:
+    urls = PublicUrls.for_domain("example.com", "https://gw:30443", 30444)
+    assert urls.tuf_reposerver == "https://tuf-reposerver.example.com:30444"
+    assert urls.treehub == "https://treehub.example.com:30444"
 
 
 def test_user_keys_secret_data() -> None:
@@ -270,33 +276,92 @@ def test_user_keys_secret_data() -> None:
     assert data["repo_id"] == REPO.encode() and data["root.json"] == ROOT_BYTES
 
 
-def test_for_values_needs_the_server_ca_and_the_kept_password(tmp_path: Path) -> None:
+def test_for_values_needs_the_server_ca_and_issues_the_default_client(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     from otactl.config import load_values
-    from otactl.errors import ConfigError, PkiError
-    from otactl.pki import PkiSettings, ensure_server_pki
-    from otactl.secretstore import load_or_create
+    from otactl.errors import PkiError
+    from otactl.pki import BuildToolsFiles, PkiSettings, common_name, ensure_server_pki
 
     values = load_values()
     server_dir = tmp_path / values.server_name
     caller = script(*((*k, v) for k, v in fresh().items()))
     with pytest.raises(PkiError, match=r"server_ca\.pem is missing"):
         credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
-    ensure_server_pki(server_dir, values.server_name, PkiSettings())
-    # Without secrets.yaml a new password would not be the deployed proxy's: refused.
-    with pytest.raises(ConfigError) as missing:
-        credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
-    assert str(missing.value) == (
-        f"{server_dir / 'secrets.yaml'} is missing: it holds the reverse proxy's password; "
-        "restore it, or run `otactl up` to deploy a new one"
-    )
     assert caller.calls == []
-    password = load_or_create(server_dir).reverse_proxy_password
+    ensure_server_pki(server_dir, values.server_name, PkiSettings())
     made = credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
     assert made.path == server_dir / "credentials.zip"
+    assert (made.client, made.client_issued) == ("default", True)
     with zipfile.ZipFile(made.path) as zf:
-        auth = json.loads(zf.read("treehub.json"))["basic_auth"]
-        assert auth == {"user": values.reverse_proxy.user, "password": password}
         assert zf.read("server_ca.pem") == (server_dir / "server_ca.pem").read_bytes()
+        _, cert, _ = pkcs12.load_key_and_certificates(zf.read("client_auth.p12"), None)
+        assert cert is not None and common_name(cert) == "default"
+    # Kept on the next run: the same bytes.
+    again = credentials.credentials_for_values(caller, values, server_dir, "https://gw:8443")
+    assert (again.changed, again.client_issued) == (False, False)
+
+    # Another CI pipeline: its own certificate and zip; the default one is untouched.
+    ci = credentials.credentials_for_values(
+        caller, values, server_dir, "https://gw:8443", client="pipeline-a"
+    )
+    assert ci.path == server_dir / "credentials-pipeline-a.zip" and ci.client_issued
+    files = BuildToolsFiles.of(server_dir)
+    assert files.client_cert("pipeline-a").exists() and files.client_cert("default").exists()
+    assert stat.S_IMODE(files.client_key("pipeline-a").stat().st_mode) == 0o600
+    assert stat.S_IMODE(files.root.stat().st_mode) == 0o700
+
+
+def test_revoke_credentials_cli_and_a_new_certificate_after_revocation(tmp_path: Path) -> None:
+    from conftest import run_otactl
+
+    from otactl.config import load_values
+    from otactl.errors import PkiError
+    from otactl.pki import (
+        BuildToolsFiles,
+        PkiSettings,
+        cert_pem,
+        ensure_build_tools_client,
+        load_crls,
+    )
+
+    values = load_values()
+    server_dir = tmp_path / values.server_name
+    gen = ["--generated", str(tmp_path)]
+    missing = run_otactl(*gen, "revoke-credentials", "pipeline-a")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: no build-tools client 'pipeline-a'")
+    bad = run_otactl(*gen, "credentials", "--new-client", "../x")
+    assert (bad.returncode, bad.stderr.count("\n")) == (2, 1)
+    assert bad.stderr.startswith("error: client name '../x'")
+
+    first = ensure_build_tools_client(server_dir, "pipeline-a", PkiSettings())
+    done = run_otactl(*gen, "revoke-credentials", "pipeline-a", "-o", "json", check=True)
+    assert json.loads(done.stdout)["serial"] == format(first.cert.serial_number, "x")
+    again = run_otactl(*gen, "revoke-credentials", "pipeline-a", "-o", "json", check=True)
+    assert json.loads(again.stdout)["already"] is True
+    files = BuildToolsFiles.of(server_dir)
+    (crl,) = load_crls(files.crl)
+    assert [e.serial_number for e in crl] == [first.cert.serial_number]
+    assert crl.is_signature_valid(first.ca.cert.public_key())  # type: ignore[arg-type]
+    # certs check lists the build-tools CA, its CRL and the client, flagged as revoked.
+    listed = run_otactl(*gen, "certs", "check", "-o", "json")
+    kinds = {
+        (c["kind"], c["name"], c["revoked"]) for c in json.loads(listed.stdout)["certificates"]
+    }
+    assert {("build-tools-ca", None, False), ("build-tools-crl", None, False),
+            ("build-tools", "pipeline-a", True)} <= kinds  # fmt: skip
+    # The next --new-client with that name gets a fresh certificate and key.
+    second = ensure_build_tools_client(server_dir, "pipeline-a", PkiSettings())
+    assert second.issued and second.cert.serial_number != first.cert.serial_number
+    assert second.key.public_key() != first.key.public_key()
+    # A CA that lost its key is never replaced by a new one.
+    files.ca_key.unlink()
+    with pytest.raises(
+        PkiError, match=r"build-tools CA: .*ca\.crt exists but .*ca\.key is missing"
+    ):
+        ensure_build_tools_client(server_dir, "pipeline-b", PkiSettings())
+    assert files.ca.read_bytes() == cert_pem(first.ca.cert)
 
 
 # --------------------------------------------------------------------------- issue 9
@@ -384,7 +449,7 @@ def test_rsa_pair_end_to_end_and_the_key_pair_check() -> None:
         service(200, [{"keytype": "RSA", "keyval": {"public": public, "private": private}}])
     ]
     keys, *_ = run(answers)
-    data = credentials.build_zip(keys, URLS, b"CA\n", AUTH)
+    data = credentials.build_zip(keys, URLS, b"CA\n", TLS)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         # garage-sign reads these with TufCodecs' key decoders (keytype, keyval).
         assert json.loads(zf.read("targets.pub")) == {
@@ -431,14 +496,14 @@ def test_zip_bytes_as_the_build_tools_and_unzip_see_them(tmp_path: Path) -> None
     import subprocess
 
     keys, *_ = run(fresh())
-    data = credentials.build_zip(keys, URLS, b"CA PEM\n", AUTH)
+    data = credentials.build_zip(keys, URLS, b"CA PEM\n", TLS)
     out = tmp_path / "credentials.zip"
     out.write_bytes(data)
     with zipfile.ZipFile(out) as zf:
         # Exact bytes: stable key order (sorted) and layout, so a re-run rewrites nothing.
         assert zf.read("treehub.json") == (
-            b'{\n  "basic_auth": {\n    "password": "s3cret",\n    "user": "ota"\n  },\n'
-            b'  "ostree": {\n    "server": "http://treehub.example.com/api/v3/"\n  }\n}\n'
+            b'{\n  "no_auth": true,\n'
+            b'  "ostree": {\n    "server": "https://treehub.example.com/api/v3/"\n  }\n}\n'
         )
         assert zf.read("targets.pub") == (
             b'{"keytype": "ED25519", "keyval": {"public": "' + PUB.encode() + b'"}}'
@@ -450,13 +515,13 @@ def test_zip_bytes_as_the_build_tools_and_unzip_see_them(tmp_path: Path) -> None
     # unzip honours the 0600 mode only for entries made on Unix.
     listing = subprocess.run(["zipinfo", str(out)], capture_output=True, text=True, check=True)
     entries = [line for line in listing.stdout.splitlines() if line.startswith("-")]
-    assert len(entries) == 7
+    assert len(entries) == 9
     assert all(line.split()[0] == "-rw-------" and line.split()[2] == "unx" for line in entries)
     urls = PublicUrls.for_domain("example.com", "https://gw:1")
     slash = credentials.PublicUrls(urls.gateway, urls.tuf_reposerver + "/", urls.treehub)
-    with zipfile.ZipFile(io.BytesIO(credentials.build_zip(keys, slash, b"", None))) as zf:
-        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.example.com\n"
-    assert json.loads(credentials.treehub_json("https://th.example.com//", None)) == {
+    with zipfile.ZipFile(io.BytesIO(credentials.build_zip(keys, slash, b"", TLS))) as zf:
+        assert zf.read("tufrepo.url") == b"https://tuf-reposerver.example.com\n"
+    assert json.loads(credentials.treehub_json("https://th.example.com//")) == {
         "no_auth": True,
         "ostree": {"server": "https://th.example.com/api/v3/"},
     }
@@ -468,7 +533,7 @@ def test_ensure_credentials_reports_what_it_made_for_the_tenant(tmp_path: Path) 
     caller = script(*((*k, v) for k, v in answers.items()))
     progress: list[str] = []
     out = tmp_path / "credentials.zip"
-    kw = dict(urls=URLS, server_ca_pem=b"CA\n", auth=AUTH, out=out, timeout=60)
+    kw = dict(urls=URLS, server_ca_pem=b"CA\n", tls=TLS, out=out, timeout=60)
     made = credentials.ensure_credentials(
         caller,
         tenant="fleet-b",
@@ -509,7 +574,7 @@ def test_for_values_uses_the_values_tenant_domain_and_timeout(tmp_path: Path) ->
     )
     assert progress and all(h and h["x-ats-namespace"] == "fleet-b" for *_, h in caller.calls)
     with zipfile.ZipFile(made.path) as zf:
-        assert zf.read("tufrepo.url") == b"http://tuf-reposerver.ota.example.org\n"
+        assert zf.read("tufrepo.url") == b"https://tuf-reposerver.ota.example.org\n"
         assert zf.read("autoprov.url") == b"https://gw:8443\n"
     # The phase's own timeout: a service that never answers fails within it.
     stuck = script((*USER_REPO, [no_endpoints("tuf-reposerver")]))

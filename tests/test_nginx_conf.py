@@ -1,10 +1,12 @@
 """The rendered nginx configs, checked by the real nginx: `nginx -t` with real certificate
-files, and the reverse proxy's basic auth exercised over HTTP."""
+files, and the reverse proxy's basic auth for the web UI exercised over HTTP (the build
+tools' mutual TLS: tests/test_build_tools_tls.py)."""
 
 from __future__ import annotations
 
 import base64
 import getpass
+import shutil
 import subprocess
 import threading
 import urllib.error
@@ -116,9 +118,31 @@ def echo_server() -> Iterator[int]:
     server.shutdown()
 
 
-def test_reverse_proxy_requires_the_generated_basic_auth(
+def test_reverse_proxy_config_passes_nginx_t_and_needs_the_build_tools_crl(
+    tls_dir: Path, tmp_path: Path
+):
+    # tls_dir's ca.crt and crl.pem stand in for the build-tools CA and its CRL.
+    conf = render.reverse_proxy_nginx_conf(
+        load_values(), tls_dir=tls_dir, clients_dir=tls_dir, auth_dir=tmp_path,
+        runtime_dir=tmp_path, upstreams=_local_upstreams(9), http_port=free_port(),
+        https_port=free_port(),
+    )  # fmt: skip
+    proc = _nginx_test(conf, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert conf.count("ssl_verify_client on;") == len(render.BUILD_TOOL_HOSTS)
+    broken = tmp_path / "clients"
+    broken.mkdir()
+    shutil.copy(tls_dir / "ca.crt", broken / "ca.crt")
+    conf = conf.replace(f"{tls_dir}/crl.pem", f"{broken}/crl.pem")
+    proc = _nginx_test(conf, tmp_path)
+    assert proc.returncode != 0 and "crl.pem" in proc.stderr
+
+
+def test_reverse_proxy_web_ui_behind_an_ingress_requires_the_generated_basic_auth(
     tls_dir: Path, tmp_path: Path, echo_server: int
 ):
+    """Plain HTTP from an Ingress that terminated TLS: the app asks for the generated basic
+    auth; the build tools' hosts stay refused (they need the client certificate)."""
     values = load_values()
     secrets = secretstore.load_or_create(tmp_path / "srv")
     # nginx reads the user file in its workers. Started as root they would run as nobody,
@@ -130,9 +154,10 @@ def test_reverse_proxy_requires_the_generated_basic_auth(
     (auth_dir / "htpasswd").write_text(
         render.htpasswd_ssha(values.reverse_proxy.user, secrets.reverse_proxy_password)
     )
+    (auth_dir / "htpasswd").chmod(0o644)
     http_port = free_port()
     conf = render.reverse_proxy_nginx_conf(
-        values, tls_dir=tls_dir, auth_dir=auth_dir, runtime_dir=tmp_path,
+        values, tls_dir=tls_dir, clients_dir=tls_dir, auth_dir=auth_dir, runtime_dir=tmp_path,
         upstreams=_local_upstreams(echo_server), http_port=http_port, https_port=free_port(),
     )  # fmt: skip
     assert _nginx_test(conf, tmp_path).returncode == 0
@@ -148,6 +173,7 @@ def test_reverse_proxy_requires_the_generated_basic_auth(
         def get(host: str, user: str | None, password: str | None) -> tuple[int, str]:
             req = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/v3/config")
             req.add_header("Host", host)
+            req.add_header("X-Forwarded-Proto", "https")
             if user is not None:
                 token = base64.b64encode(f"{user}:{password}".encode()).decode()
                 req.add_header("Authorization", f"Basic {token}")
@@ -158,13 +184,14 @@ def test_reverse_proxy_requires_the_generated_basic_auth(
                 return e.code, ""
 
         user, password = values.reverse_proxy.user, secrets.reverse_proxy_password
-        assert get("treehub.example.com", None, None)[0] == 401
-        assert get("treehub.example.com", user, "wrong")[0] == 401
-        status, body = get("treehub.example.com", user, password)
+        assert get("app.example.com", None, None)[0] == 401
+        assert get("app.example.com", user, "wrong")[0] == 401
+        status, body = get("app.example.com", user, password)
         assert status == 200
-        assert body.startswith("/api/v3/config host=treehub.example.com")
+        assert body.startswith("/api/v3/config host=app.example.com")
         assert "auth=None" in body  # the credentials stop at the proxy
-        assert get("tuf-reposerver.example.com", user, password)[0] == 200
+        assert get("treehub.example.com", user, password)[0] == 403
+        assert get("tuf-reposerver.example.com", user, password)[0] == 403
         assert get("unknown.example.com", user, password)[0] == 404
     finally:
         proc.terminate()

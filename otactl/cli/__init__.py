@@ -63,6 +63,7 @@ def _register() -> None:
     top (kubernetes, google.cloud), so `otactl --help` stays fast."""
     from otactl.cli import (
         config_cmd,
+        credentials_cmd,
         deploy_cmd,
         gke,
         local_cluster,
@@ -71,7 +72,7 @@ def _register() -> None:
         service_cmd,
     )
 
-    for module in (config_cmd, render_cmd, pki_cmd, deploy_cmd, service_cmd):
+    for module in (config_cmd, render_cmd, pki_cmd, deploy_cmd, service_cmd, credentials_cmd):
         module.register(app)
     app.add_typer(local_cluster.app, name="local-cluster")
     app.add_typer(gke.app, name="gke")

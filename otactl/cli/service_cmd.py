@@ -1,4 +1,4 @@
-"""`otactl health`, `credentials`, `hosts`, and the cluster side of `new-device`
+"""`otactl health`, `hosts`, and the cluster side of `new-device`
 (registration in device-registry, `--push` to a device over SSH)."""
 
 from __future__ import annotations
@@ -155,55 +155,6 @@ def register(app: typer.Typer) -> None:
                 f"{len(bad)} of {len(results)} services not healthy: "
                 + "; ".join(f"{r.service}: {r.reason}" for r in bad)
             )
-
-    @app.command("credentials")
-    def credentials_cmd(
-        ctx: typer.Context,
-        out: Annotated[
-            Path | None,
-            typer.Option("--out", help="Where to write (default: generated/<server>/...)."),
-        ] = None,
-        timeout: Annotated[
-            float | None,
-            typer.Option("--timeout", min=1, help="Seconds (default: timeouts.credentials)."),
-        ] = None,
-        output: OutputOpt = Output.text,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        config: ConfigOpt = None,
-        set_: SetOpt = None,
-        profile: ProfileOpt = None,
-    ) -> None:
-        """TUF repositories, credentials.zip for the garage tools, the user-keys Secret."""
-        from otactl import deploy
-
-        st = state(ctx, config, set_, profile, namespace)
-        values = st.values()
-        cluster = connect(kubeconfig, context)
-        made = deploy.publish_credentials(
-            cluster,
-            values,
-            st.server_dir(),
-            deploy.exposed_gateway_url(cluster, values),
-            out=out,
-            timeout=timeout,
-            progress=info,
-        )
-        if output is Output.json:
-            emit_json(
-                {
-                    "path": str(made.path),
-                    "repo_id": made.repo_id,
-                    "changed": made.changed,
-                    "created": list(made.created),
-                }
-            )
-            return
-        for what in made.created:
-            info(f"created {what}")
-        info(f"{'wrote' if made.changed else 'unchanged'}: {made.path} (repo {made.repo_id})")
-        echo(str(made.path))
 
     @app.command("hosts")
     def hosts_cmd(

@@ -324,6 +324,54 @@ def test_a_revoked_device_reaches_the_gateway_with_the_next_up(deployment: Deplo
     assert base64.b64decode(crl) == local
 
 
+def test_build_tools_clients_and_a_revoked_one_reaches_the_reverse_proxy_with_the_next_up(
+    deployment: Deployment,
+):
+    import base64
+
+    first = deployment.otactl("up", "--timeout", "240", "-o", "json")
+    assert first.returncode == 0, first.stderr
+    svc = json.loads(
+        deployment.cluster.kubectl(
+            "get", "svc", "reverse-proxy", "-n", deployment.ns, "-o", "json"
+        ).stdout
+    )
+    [https] = [p for p in svc["spec"]["ports"] if p["name"] == "https"]
+    assert (https["port"], https["targetPort"]) == (443, 8443)
+    made = deployment.otactl("credentials", "--new-client", "ci-a", "-o", "json")
+    assert made.returncode == 0, made.stderr
+    result = json.loads(made.stdout)
+    assert (result["client"], result["client_issued"]) == ("ci-a", True)
+    with zipfile.ZipFile(result["path"]) as z:
+        assert z.read("tufrepo.url") == b"https://tuf-reposerver.example.com\n"  # port 443
+        assert "client_auth.p12" in z.namelist()
+    again = deployment.otactl("credentials", "--new-client", "ci-a", "-o", "json")
+    assert json.loads(again.stdout)["changed"] is False
+
+    def proxy() -> dict:
+        out = deployment.cluster.kubectl(
+            "get", "deploy", "reverse-proxy", "-n", deployment.ns, "-o", "json"
+        ).stdout
+        return json.loads(out)
+
+    before = proxy()
+    revoked = run_otactl(*deployment.args("revoke-credentials", "ci-a"))
+    assert revoked.returncode == 0, revoked.stderr
+    rolled = deployment.otactl("up", "--timeout", "240", "-o", "json")
+    assert rolled.returncode == 0, rolled.stderr
+    changed = json.loads(rolled.stdout)["changed"]
+    assert f"Secret {deployment.ns}/build-tools-ca" in changed
+    assert f"Deployment {deployment.ns}/reverse-proxy" in changed  # nginx rereads its CRL
+    assert f"Deployment {deployment.ns}/gateway-deployment" not in changed
+    assert proxy()["metadata"]["generation"] > before["metadata"]["generation"]
+    crl = deployment.cluster.kubectl(
+        "get", "secret", "build-tools-ca", "-n", deployment.ns,
+        "-o", "jsonpath={.data.crl\\.pem}",
+    ).stdout  # fmt: skip
+    local = (deployment.server_dir / "build-tools" / "crl.pem").read_bytes()
+    assert base64.b64decode(crl) == local
+
+
 def test_bundles_carry_the_gateway_port_the_cluster_really_exposes(deployment: Deployment):
     # No NodePort in the values: the API server picks one, and bundles must use it.
     first = deployment.otactl("up", "--set", "gateway.node_port=null", "-o", "json")

@@ -97,7 +97,7 @@ def _check_zip(data: bytes, gateway: str, keytype: str = "RSA") -> dict[str, byt
         files = {name: zf.read(name) for name in zf.namelist()}
     assert set(files) == {
         "autoprov.url", "server_ca.pem", "tufrepo.url", "targets.pub", "targets.sec",
-        "treehub.json", "root.json",
+        "treehub.json", "root.json", "client_auth.p12", "server.p12",
     }  # fmt: skip
     assert files["autoprov.url"].decode().strip() == gateway
     # root.json is the repository's root, signed by its root key.
@@ -146,11 +146,8 @@ def test_credentials_from_nothing_423_then_rerun_changes_nothing(
     files = _check_zip(data, gateway)
     assert files["server_ca.pem"] == ServerFiles(server_dir).server_ca.read_bytes()
     treehub = json.loads(files["treehub.json"])
-    assert treehub["basic_auth"] == {
-        "user": values.reverse_proxy.user,
-        "password": load_or_create(server_dir).reverse_proxy_password,
-    }
-    assert treehub["ostree"]["server"] == "http://treehub.example.com/api/v3/"
+    assert treehub == {"no_auth": True, "ostree": {"server": "https://treehub.example.com/api/v3/"}}
+    assert files["tufrepo.url"] == b"https://tuf-reposerver.example.com\n"
     state = standin.state()
     assert state["user_repos"][tenant] == first.repo_id
     director_repo = state["director_repos"][tenant]
