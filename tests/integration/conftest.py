@@ -79,6 +79,10 @@ class StandinKnobs:
         """Back to the start-up knobs, and forget every repo and device."""
         self._call("POST", "/reset", {})
 
+    def reset_knobs(self) -> None:
+        """Back to the start-up knobs; repos and devices are kept."""
+        self._call("POST", "/reset?keep=state", {})
+
     def restart(self, app: str) -> int:
         """Restart the warm-up clock of every pod of `app`; returns how many pods."""
         return int(self._call("POST", f"/restart?app={app}", {})["restarted"])

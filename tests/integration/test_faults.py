@@ -68,7 +68,9 @@ def faults(cluster: LocalCluster) -> Iterator[Faults]:
     handle = Faults(cluster)
     yield handle
     localcluster.set_faults(cluster.state_dir, frozen=False, delay_ms=0)
-    cluster.standin.reset()
+    # Knobs only: the module's `installed` lives on, and its repos and devices with it (a
+    # full reset would make its next `up` create new repositories and rewrite user-keys).
+    cluster.standin.reset_knobs()
     for name in localcluster.RESTARTABLE:
         _, rec = localcluster._running(cluster.state_dir, name)
         if not localcluster._alive(rec):

@@ -778,9 +778,11 @@ class ControlServer(ThreadingHTTPServer):
             except (ValueError, TypeError) as e:
                 raise _error(400, "invalid_knobs", str(e)) from None
         if path == "/reset" and m == "POST":
+            # ?keep=state: only the knobs (the services' data, repos and devices, stays).
             with s.lock:
                 s.knobs = copy.deepcopy(s.initial_knobs)
-                s.reset_state()
+                if q.get("keep") != ["state"]:
+                    s.reset_state()
             return Reply(200, {"status": "OK"})
         if path == "/state" and m == "GET":
             with s.lock:
