@@ -43,7 +43,10 @@ def _global(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml)."
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml).",
         ),
     ] = None,
     set_: Annotated[
@@ -51,11 +54,13 @@ def _global(
         typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="Values profile: local or gke.")
+        str | None, typer.Option("--profile", metavar="local|gke", help="Values profile.")
     ] = None,
     generated: Annotated[
         Path,
-        typer.Option("--generated", envvar="OTACTL_GENERATED", help="Output folder."),
+        typer.Option(
+            "--generated", metavar="DIR", envvar="OTACTL_GENERATED", help="Output folder."
+        ),
     ] = Path("generated"),
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     kubeconfig: KubeconfigOpt = None,
@@ -124,53 +129,44 @@ def _global_options_in_place(root: Any, args: list[str]) -> list[str]:
     reaches the command that declares it wherever the user wrote it (as kubectl and helm
     accept `--namespace`, `--debug` on either side)."""
     root_opts = _options(root)
-    before: list[str] = []
     path: list[str] = []
+    before: list[str] = []  # root options met after the command
+    early: list[tuple[str, list[str]]] = []  # root options met before it
     after: list[str] = []
-    moved_back: list[str] = []
     command = root
     i = 0
     while i < len(args):
         arg = args[i]
+        name = arg.split("=", 1)[0]
         if arg == "--":
             after += args[i:]
             break
-        name = arg.split("=", 1)[0]
         if arg.startswith("-") and name in root_opts:
             opt = root_opts[name]
-            takes_value = not opt.is_flag and "=" not in arg and not opt.count
+            takes_value = not opt.is_flag and not opt.count and "=" not in arg
             chunk = args[i : i + 2] if takes_value else [arg]
             i += len(chunk)
-            if command is not root and name not in _options(command):
-                before += chunk
-            elif command is root:
-                moved_back += chunk  # placed after the command if it declares it
-            else:
+            if command is root:
+                early.append((name, chunk))
+            elif name in _options(command):
                 after += chunk
+            else:
+                before += chunk
             continue
         subcommands = getattr(command, "commands", None)
         if not after and subcommands is not None and not arg.startswith("-"):
-            if arg not in subcommands:
+            if arg not in subcommands:  # click says so
                 after += args[i:]
                 break
             path.append(arg)
             command = subcommands[arg]
-            i += 1
-            continue
-        after.append(arg)
+        else:
+            after.append(arg)
         i += 1
-    leaf_opts = _options(command) if command is not root else {}
-    stay: list[str] = []
-    give: list[str] = []
-    j = 0
-    while j < len(moved_back):
-        name = moved_back[j].split("=", 1)[0]
-        opt = root_opts[name]
-        takes_value = not opt.is_flag and "=" not in moved_back[j] and not opt.count
-        chunk = moved_back[j : j + 2] if takes_value else [moved_back[j]]
-        j += len(chunk)
-        (give if name in leaf_opts else stay).extend(chunk)
-    return [*stay, *before, *path, *give, *after]
+    own = _options(command) if command is not root else {}
+    stay = [part for name, chunk in early if name not in own for part in chunk]
+    given = [part for name, chunk in early if name in own for part in chunk]
+    return [*stay, *before, *path, *given, *after]
 
 
 def _click_exceptions() -> Any:

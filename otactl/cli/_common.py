@@ -59,23 +59,34 @@ class State:
 # The values options are accepted after the command too (`otactl render --set a=b`).
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml)."),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml).",
+    ),
 ]
 SET_HELP = "Override one value: a.b=value, a.list={x,y} (repeatable)."
 SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Values profile: local or gke.")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", metavar="local|gke", help="Values profile.")
+]
 
 
 KubeconfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--kubeconfig",
+        metavar="FILE",
         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
     ),
 ]
-ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+ContextOpt = Annotated[
+    str | None, typer.Option("--context", metavar="NAME", help="kubeconfig context.")
+]
 NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace (overrides the values).")
+    str | None,
+    typer.Option("--namespace", "-n", metavar="NAME", help="Namespace (overrides the values)."),
 ]
 
 
