@@ -169,6 +169,33 @@ def _global_options_in_place(root: Any, args: list[str]) -> list[str]:
     return [*stay, *before, *path, *given, *after]
 
 
+def _placeholders(command: Any) -> None:
+    """Help shows `--count N`, `--uuid UUID`, `-o text|json|yaml` rather than typer's
+    `<int>`, `<str>`, `<path>` (a metavar declared with the option stays). Cosmetic: a
+    typer without `display_type` keeps its own."""
+    for p in command.params:
+        if p.metavar is not None or getattr(p, "is_flag", False):
+            continue
+        try:
+            label = p.display_type(None).strip("<>")
+        except Exception:
+            continue
+        if "|" in label:
+            p.metavar = label  # choices
+        elif label.startswith("int"):
+            p.metavar = "N"
+        elif label.startswith("float"):
+            p.metavar = "NUMBER"
+        elif label in ("path", "file"):
+            p.metavar = "FILE"
+        elif label == "directory":
+            p.metavar = "DIR"
+        else:
+            p.metavar = (p.name or "value").strip("_").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _placeholders(sub)
+
+
 def _click_exceptions() -> Any:
     """The module of click's exceptions as typer uses them (typer 0.2x vendors click)."""
     return sys.modules[typer.BadParameter.__module__]
@@ -190,6 +217,7 @@ def main() -> None:
     exceptions = _click_exceptions()
     debug = "--debug" in sys.argv
     command = get_command(app)
+    _placeholders(command)
     try:
         args = _global_options_in_place(command, sys.argv[1:])
         code = command.main(args=args, prog_name="otactl", standalone_mode=False)
