@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from otactl.config import Device, Gateway
-    from otactl.pki import Issuer, KeyType, Revocation
+    from otactl.pki import Issuer, KeyType, PrivateKey, Revocation
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 HARDWARE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
@@ -509,6 +509,9 @@ class _Worker:
     # This worker's own staging folder: workers do not contend for the lock of devices/.
     staging: str
     toml: dict[str, bytes] = field(default_factory=dict)
+    # The same for every bundle of the run: computed once.
+    target: dict[str, Any] = field(default_factory=dict)
+    layout: dict[str, str] = field(default_factory=dict)
 
 
 _worker: _Worker | None = None
@@ -526,7 +529,7 @@ def _init_worker(
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from otactl.pki import Issuer, PrivateKey, cert_pem
+    from otactl.pki import Issuer, cert_pem
 
     global _worker
     ca, *chain = x509.load_pem_x509_certificates(ca_cert_pem)
@@ -576,55 +579,59 @@ def _sync_filesystem(path: Path) -> None:
 def _build_chunk(jobs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
     """Worker: write the bundles of `jobs` (name, uuid, hardware id) into this worker's
     staging folder; the main process makes them final (see the module docstring)."""
+    return [_build_one(name, dev_uuid, hardware_id) for name, dev_uuid, hardware_id in jobs]
+
+
+def _build_one(
+    name: str, dev_uuid: str, hardware_id: str, key: PrivateKey | None = None
+) -> dict[str, Any]:
+    """One bundle in the staging folder: a new key unless `key` (a renewal) is given."""
     from otactl.pki import cert_pem, fingerprint, generate_key, key_pem, make_device_cert
 
     w = _worker
     assert w is not None, "the pool initializer did not run"
-    results = []
-    layout = _device_fs(w.opts.device.format, w.opts.device) if w.opts.archive else {}
     fmt = canonical_format(w.opts.device.format)
-    target = aktualizr_target(fmt, w.opts.device)
-    for name, dev_uuid, hardware_id in jobs:
+    if not w.target:
+        w.target = aktualizr_target(fmt, w.opts.device)
+        w.layout = _device_fs(fmt, w.opts.device)
+    if key is None:
         key = generate_key(w.opts.key_type)
-        cert = make_device_cert(w.issuer, dev_uuid, key.public_key(), days=w.opts.days, now=w.now)
-        client = cert_pem(cert)
-        toml = w.toml.get(hardware_id)
-        if toml is None:
-            toml = sota_toml(
-                w.opts.device.format, w.opts.gateway_url, w.opts.device, hardware_id
-            ).encode()
-            w.toml[hardware_id] = toml
-        tmp = f"{w.staging}/{dev_uuid}"
-        meta = {
-            "name": name,
-            "uuid": dev_uuid,
-            "serial": format(cert.serial_number, "x"),
-            "fingerprint": fingerprint(cert),
-            "not_before": cert.not_valid_before_utc.isoformat(),
-            "not_after": cert.not_valid_after_utc.isoformat(),
-            "hardware_id": hardware_id,
-            "path": str(w.devices / dev_uuid),
-        }
-        files = {
-            "sota.toml": toml,
-            "root.crt": w.root_pem,
-            "client.pem": client,
-            "pkey.pem": key_pem(key),
-            "client.chain.pem": client + w.intermediates_pem,
-            "gateway.url": w.opts.gateway_url.encode(),
-            # No indent: json's C encoder, a tenth of the cost of the pretty one.
-            "info.json": json.dumps(
-                meta | {"gateway_url": w.opts.gateway_url, "format": fmt, "aktualizr": target}
-            ).encode()
-            + b"\n",
-        }
-        os.mkdir(tmp, 0o700)
-        for fname, data in files.items():
-            _write_file(tmp, fname, data, 0o600 if fname == "pkey.pem" else 0o644)
-        if w.opts.archive:
-            _write_file(tmp, ARCHIVE, _archive(files, layout, w.now.timestamp()), 0o600)
-        results.append(meta | {"staging": tmp})
-    return results
+    cert = make_device_cert(w.issuer, dev_uuid, key.public_key(), days=w.opts.days, now=w.now)
+    client = cert_pem(cert)
+    toml = w.toml.get(hardware_id)
+    if toml is None:
+        text = sota_toml(w.opts.device.format, w.opts.gateway_url, w.opts.device, hardware_id)
+        w.toml[hardware_id] = toml = text.encode()
+    tmp = f"{w.staging}/{dev_uuid}"
+    meta = {
+        "name": name,
+        "uuid": dev_uuid,
+        "serial": format(cert.serial_number, "x"),
+        "fingerprint": fingerprint(cert),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "hardware_id": hardware_id,
+        "path": str(w.devices / dev_uuid),
+    }
+    files = {
+        "sota.toml": toml,
+        "root.crt": w.root_pem,
+        "client.pem": client,
+        "pkey.pem": key_pem(key),
+        "client.chain.pem": client + w.intermediates_pem,
+        "gateway.url": w.opts.gateway_url.encode(),
+        # No indent: json's C encoder, a tenth of the cost of the pretty one.
+        "info.json": json.dumps(
+            meta | {"gateway_url": w.opts.gateway_url, "format": fmt, "aktualizr": w.target}
+        ).encode()
+        + b"\n",
+    }
+    os.mkdir(tmp, 0o700)
+    for fname, data in files.items():
+        _write_file(tmp, fname, data, 0o600 if fname == "pkey.pem" else 0o644)
+    if w.opts.archive:
+        _write_file(tmp, ARCHIVE, _archive(files, w.layout, w.now.timestamp()), 0o600)
+    return meta | {"staging": tmp}
 
 
 class _Committer:
@@ -1145,3 +1152,163 @@ def revoke_device(
     info = find_device(server_dir, ident)
     cert = x509.load_pem_x509_certificate((info.path / "client.pem").read_bytes())
     return info, revoke(ServerFiles(server_dir), cert, now=now)
+
+
+# --- existing devices: compare, re-issue, renew, list -----------------------------------
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A device that has a bundle, with what its bundle was made with."""
+
+    info: BundleInfo
+    format: str
+    gateway_url: str
+    archive: bool
+    revoked: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return self.info.as_json() | {
+            "format": self.format,
+            "gateway_url": self.gateway_url,
+            "archive": self.archive,
+            "revoked": self.revoked,
+        }
+
+
+def _existing(devices: Path, info: BundleInfo, revoked: set[int]) -> Existing:
+    data = _read_info(info.path / "info.json")
+    return Existing(
+        info,
+        canonical_format(str(data.get("format", "device-cred"))),
+        str(data.get("gateway_url", "")),
+        (info.path / ARCHIVE).exists(),
+        int(info.serial, 16) in revoked,
+    )
+
+
+def existing_device(server_dir: Path, name: str) -> Existing | None:
+    """The device `name` if it has a bundle, else None."""
+    from otactl.pki import ServerFiles, revoked_serials
+
+    sf = ServerFiles(server_dir)
+    if not sf.devices.is_dir():
+        return None
+    with _batch_lock(sf.devices):
+        manifest = Manifest(sf.devices).load()
+        if name not in manifest.by_name:
+            return None
+        return _existing(sf.devices, manifest.info(manifest.by_name[name]), revoked_serials(sf))
+
+
+def list_devices(server_dir: Path) -> list[Existing]:
+    """Every device with a bundle, by name."""
+    from otactl.pki import ServerFiles, revoked_serials
+
+    sf = ServerFiles(server_dir)
+    if not sf.devices.is_dir():
+        return []
+    with _batch_lock(sf.devices):
+        manifest = Manifest(sf.devices).load()
+        revoked = revoked_serials(sf)
+        return [
+            _existing(sf.devices, manifest.info(manifest.by_name[name]), revoked)
+            for name in sorted(manifest.by_name)
+        ]
+
+
+def changed_options(existing: Existing, opts: BundleOptions, asked: set[str]) -> list[str]:
+    """The options given on the command line (`asked`: format, hardware_id, archive,
+    port) that differ from what the existing bundle was made with."""
+    out = []
+    fmt = canonical_format(opts.device.format)
+    if "format" in asked and fmt != existing.format:
+        out.append(f"--format {opts.device.format} (the bundle is {existing.format})")
+    if "hardware_id" in asked and opts.device.hardware_id != existing.info.hardware_id:
+        out.append(
+            f"--hardware-id {opts.device.hardware_id} (the bundle has {existing.info.hardware_id})"
+        )
+    if "archive" in asked and opts.archive and not existing.archive:
+        out.append("--archive (the bundle has none)")
+    if "port" in asked and opts.gateway_url != existing.gateway_url:
+        out.append(f"--port: {opts.gateway_url} (the bundle has {existing.gateway_url})")
+    return out
+
+
+def options_for(existing: Existing, opts: BundleOptions, asked: set[str]) -> BundleOptions:
+    """A new bundle for an existing device keeps what the old one was made with, except
+    the options given on the command line."""
+    import dataclasses
+
+    update: dict[str, Any] = {}
+    if "format" not in asked:
+        update["format"] = existing.format
+    if "hardware_id" not in asked:
+        update["hardware_id"] = existing.info.hardware_id
+    return dataclasses.replace(
+        opts,
+        device=opts.device.model_copy(update=update),
+        archive=opts.archive or existing.archive,
+    )
+
+
+def replace_device(
+    server_dir: Path,
+    name: str,
+    opts: BundleOptions,
+    *,
+    keep_key: bool,
+    hook: Hook | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[BundleInfo, Revocation | None]:
+    """A new certificate for the existing device `name`, same uuid.
+
+    keep_key=False (`new-device --reissue`): a new key too, and the old certificate is
+    revoked (on the device CRL) first. keep_key=True (`renew-device`): the device's key
+    stays, only the certificate is new; the old one is not revoked (it expires), so a
+    device keeps working until it gets the new one. The old bundle is moved to
+    `devices/.replaced/<uuid>-<serial>/`; nothing is deleted."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from otactl.pki import ServerFiles, load_issuer, revoke, revoked_serials, utcnow
+
+    now = now or utcnow()
+    files_ca, files_key, root = _load_device_ca(server_dir)
+    sf = ServerFiles(server_dir)
+    load_issuer(sf.device_ca, sf.device_ca_key, now=now)
+    devices = sf.devices
+    if not devices.is_dir():
+        raise ConfigError(f"{devices}: no devices yet")
+    try:
+        with _batch_lock(devices):
+            _remove_partial(devices)
+            manifest = Manifest(devices).load()
+            old = manifest.find(name)
+            cert = x509.load_pem_x509_certificate((old.path / "client.pem").read_bytes())
+            key = None
+            revocation = None
+            if keep_key:
+                if cert.serial_number in revoked_serials(sf):
+                    raise PkiError(
+                        f"{old.name} ({old.uuid}) is revoked: `otactl new-device {old.name} "
+                        "--reissue` makes a new key and certificate"
+                    )
+                key = serialization.load_pem_private_key((old.path / "pkey.pem").read_bytes(), None)
+            else:
+                revocation = revoke(sf, cert, now=now)
+            _init_worker(files_ca, files_key, root, devices, opts, now)
+            made = _build_one(old.name, old.uuid, opts.device.hardware_id, key)  # type: ignore[arg-type]
+            _sync_filesystem(devices)
+            aside = ensure_private_dir(devices / ".replaced") / f"{old.uuid}-{old.serial}"
+            os.rename(old.path, aside)
+            os.rename(made["staging"], devices / old.uuid)
+            manifest.append([made])
+            _remove_partial(devices)
+            _sync_filesystem(devices)
+    except OSError as e:
+        raise PkiError(f"{devices}: cannot write the bundle: {e}") from e
+    info = BundleInfo.from_json(made, created=True)
+    if hook:
+        hook(info)
+    return info, revocation

@@ -252,12 +252,20 @@ def _load_yaml(path: Path) -> Layer:
 
 
 def parse_set(expr: str) -> Layer:
-    """`a.b=value` (value read as a YAML scalar, list or mapping) into a layer."""
+    """`a.b=value` into a layer: the value read as YAML (a scalar, `[x, y]`, `{k: v}`),
+    `{x,y}` a list as helm reads it; keys may use the dashed names the CLI prints
+    (`services.campaigner-daemon.replicas`)."""
     key, sep, raw = expr.partition("=")
-    if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", key):
+    if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$", key):
         raise ConfigError(f"--set {expr}: expected KEY.PATH=VALUE")
+    key = key.replace("-", "_")
+    helm_list = re.fullmatch(r"\{([^:{}]*)\}", raw.strip())
     try:
-        value = yaml.safe_load(raw) if raw else ""
+        if helm_list:
+            items = [i.strip() for i in helm_list.group(1).split(",")]
+            value: Any = [yaml.safe_load(i) if i else "" for i in items if i] if any(items) else []
+        else:
+            value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {expr}: value is not valid YAML") from e
     data: dict[str, Any] = {}
@@ -316,7 +324,14 @@ def _line_of(text: str, path: tuple[Any, ...]) -> int | None:
 
 
 def _explain(e: ValidationError, layers: list[Layer]) -> ConfigError:
-    err = e.errors()[0]
+    """Every error of the values, each as `where: key: message`, on one line."""
+    problems = [_one_problem(err, layers) for err in e.errors()]
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    return ConfigError(f"{len(problems)} problems in the values: " + "; ".join(problems))
+
+
+def _one_problem(err: Any, layers: list[Layer]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":
@@ -329,6 +344,7 @@ def _explain(e: ValidationError, layers: list[Layer]) -> ConfigError:
             msg += f" (got {err['input']!r})"
     # The last layer that mentions the key (or its nearest parent) is where it came from.
     where = "values"
+    layer = None
     for depth in range(len(loc), 0, -1):
         hits = [layer for layer in layers if _has_path(layer.data, loc[:depth])]
         if hits:
@@ -336,9 +352,14 @@ def _explain(e: ValidationError, layers: list[Layer]) -> ConfigError:
             line = _line_of(layer.text, loc[:depth]) if layer.text else None
             where = f"{layer.source}:{line}" if line else layer.source
             break
-    more = len(e.errors()) - 1
-    tail = f" (and {more} more)" if more else ""
-    return ConfigError(f"{where}: {key}: {msg}{tail}")
+    if err["type"] == "string_type" and "input" in err:
+        # YAML read `1.10`, `007`, `yes` or `null` as something else than the text typed.
+        if layer is not None and layer.source.startswith("--set "):
+            typed = layer.source.partition("=")[2]
+            msg += f"; to pass it as a string, quote it: --set '{key}=\"{typed}\"'"
+        else:
+            msg += "; to pass it as a string, quote it in YAML"
+    return f"{where}: {key}: {msg}"
 
 
 def user_config_path(explicit: Path | None) -> Path | None:

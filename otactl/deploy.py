@@ -77,6 +77,11 @@ class UpResult:
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
+def plural(n: int, noun: str) -> str:
+    """`1 object`, `2 objects`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _quiet(_event: Event) -> None:
     pass
 
@@ -419,6 +424,11 @@ def _plan(
 
         return done
 
+    def changed_text(changed: list[str]) -> str:
+        """How many objects a phase changed, or would change in a dry run."""
+        n = plural(len(changed), "object")
+        return f"{n} would change" if opts.dry_run else f"{n} changed"
+
     def waited(targets: list[Target], timeout: float, name: str) -> None:
         noticed = wait_ready(cluster, targets, timeout, report, name)
         result.noticed.update({str(k): v for k, v in noticed.items()})
@@ -433,7 +443,7 @@ def _plan(
         if opts.dry_run and cluster.get("Namespace", None, ns) is None:
             applier.missing_namespaces.add(ns)
         changed = applier.apply([_labelled(namespace)])
-        done("created" if changed else "present")
+        done(("would create" if opts.dry_run else "created") if changed else "present")
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)
@@ -442,7 +452,9 @@ def _plan(
     _, tools_created = pki.ensure_build_tools_ca(
         server_dir, pki.PkiSettings(**values.pki.model_dump())
     )
-    done(", ".join(made.created + tools_created) or "kept")
+    made_now = ", ".join(made.created + tools_created)
+    # A dry run makes them in a scratch copy only.
+    done((f"would create {made_now}" if opts.dry_run else made_now) if made_now else "kept")
 
     secrets = secretstore.load_or_create(server_dir)
     rendered = render.render(values, secrets)
@@ -456,14 +468,15 @@ def _plan(
     tools = build_tools_secret(values, server_dir)
     _roll_on_tls_change(services, tls, tools)
     changed = applier.apply([tls, tools, *keyserver])
-    done("; ".join([f"{len(changed)} changed", *secrets.notes]))
+    notes = [f"would have {n} (in a scratch copy)" if opts.dry_run else n for n in secrets.notes]
+    done("; ".join([changed_text(changed), *notes]))
 
     done = phase("infra", "zookeeper, kafka, mysql")
     base = [o for o in infra if _component(o) != "bootstrap"]
     changed = applier.apply(base)
     if not opts.dry_run:
         waited(_workloads(base, ("StatefulSet",)), deadline.phase(t.infra), "infra")
-    done(f"{len(changed)} changed")
+    done(changed_text(changed))
 
     done = phase("bootstrap", "databases and users")
     sql_hash = hashlib.sha256(render.bootstrap_sql(secrets).encode()).hexdigest()[:16]
@@ -472,7 +485,7 @@ def _plan(
     changed = applier.apply(boot)
     if not opts.dry_run:
         waited(_workloads(boot, ("Job",)), deadline.phase(t.bootstrap), "bootstrap")
-    done(f"{len(changed)} changed")
+    done(changed_text(changed))
 
     done = phase("services", "OTA services, gateway, reverse proxy")
     rest = [o for o in services if o not in keyserver] + ingress
@@ -485,14 +498,15 @@ def _plan(
             if o["kind"] == "Service" and o["spec"].get("type") == "LoadBalancer"
         ]
         waited(gates, deadline.phase(t.services), "services")
-    done(f"{len(changed)} changed")
+    done(changed_text(changed))
 
     if opts.prune:
         done = phase("prune")
         keep = {(o["kind"], o["metadata"]["name"]) for o in infra + services + ingress}
         keep |= {("Secret", "gateway-tls"), ("Secret", BUILD_TOOLS_SECRET), ("Secret", "user-keys")}
         result.pruned = prune(cluster, ns, keep, dry_run=opts.dry_run)
-        done(f"{len(result.pruned)} deleted")
+        gone = plural(len(result.pruned), "object")
+        done(f"{gone} would be deleted" if opts.dry_run else f"{gone} deleted")
 
     if opts.dry_run:
         return result

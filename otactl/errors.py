@@ -139,3 +139,9 @@ class PushError(OtactlError):
     """A device bundle could not be copied to a device over SSH."""
 
     exit_code = 13
+
+
+class Interrupted(OtactlError):
+    """Ctrl-C: what was done stays done; the message says how to go on."""
+
+    exit_code = 130

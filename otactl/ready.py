@@ -41,6 +41,15 @@ def state(obj: dict[str, Any]) -> State:
         progressing = _cond(obj, "Progressing")
         if not ok and progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
             return State(False, "progress deadline exceeded")
+        # Not ready with every replica available: a rollout is under way (old replicas
+        # still serve); say that rather than "1/1 available".
+        if not ok and updated < want:
+            return State(False, f"rolling out: {updated}/{want} updated, {available} available")
+        if not ok and total > want:
+            return State(
+                False,
+                f"rolling out: {available}/{want} available, {total - want} old still running",
+            )
         return State(ok, f"{available}/{want} available")
     if kind == "StatefulSet":
         want = spec.get("replicas", 1)
@@ -50,6 +59,9 @@ def state(obj: dict[str, Any]) -> State:
         same_revision = status.get("currentRevision") == status.get("updateRevision")
         updated = status.get("updatedReplicas", 0) >= want
         ok = ready >= want and (same_revision or updated)
+        if not ok and ready >= want:
+            done = status.get("updatedReplicas", 0)
+            return State(False, f"rolling out: {done}/{want} updated, {ready} ready")
         return State(ok, f"{ready}/{want} ready")
     if kind == "Job":
         complete = _cond(obj, "Complete")

@@ -268,14 +268,17 @@ def write(
 ) -> list[Path]:
     """Write each set to `out_dir/<set>.yaml` (0600: they hold Secrets), atomically, and
     remove a stale set (ingress turned off)."""
-    ensure_private_dir(out_dir)
     paths = []
-    for name, text in rendered.sets.items():
-        path = write_atomic(out_dir / f"{name}.yaml", text, mode=0o600)
-        paths.append(path)
-        if progress:
-            progress(f"wrote {path}")
-    stale = out_dir / "ingress.yaml"
-    if "ingress" not in rendered.sets and stale.exists():
-        stale.unlink()
+    try:
+        ensure_private_dir(out_dir)
+        for name, text in rendered.sets.items():
+            path = write_atomic(out_dir / f"{name}.yaml", text, mode=0o600)
+            paths.append(path)
+            if progress:
+                progress(f"wrote {path}")
+        stale = out_dir / "ingress.yaml"
+        if "ingress" not in rendered.sets and stale.exists():
+            stale.unlink()
+    except OSError as e:
+        raise RenderError(f"{out_dir}: cannot write the rendered sets: {e.strerror}") from e
     return paths

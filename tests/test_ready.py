@@ -27,8 +27,13 @@ def deployment(
         (deployment(replicas=2, updatedReplicas=2, availableReplicas=2, replicas_=2), True, "2/2"),
         # the controller has not seen the latest spec: old replicas may all be available
         (deployment(observed=2, updatedReplicas=2, availableReplicas=2), False, "controller"),
-        # a rollout in progress: available but not all updated
-        (deployment(updatedReplicas=1, availableReplicas=2), False, "2/2 available"),
+        # a rollout in progress: available but not all updated (never "2/2 available" for
+        # something not ready)
+        (
+            deployment(updatedReplicas=1, availableReplicas=2),
+            False,
+            "rolling out: 1/2 updated, 2 available",
+        ),
         # updated but not available yet
         (deployment(updatedReplicas=2, availableReplicas=1), False, "1/2 available"),
     ],
@@ -43,7 +48,7 @@ def test_deployment(obj: dict[str, Any], ready_: bool, detail: str) -> None:
 def test_deployment_with_old_pods_still_terminating_is_not_ready() -> None:
     obj = deployment(updatedReplicas=2, availableReplicas=2)
     obj["status"]["replicas"] = 3  # a surge pod of the old ReplicaSet is still there
-    assert not ready.state(obj).ready
+    assert ready.state(obj) == ready.State(False, "rolling out: 2/2 available, 1 old still running")
 
 
 def test_deployment_past_its_progress_deadline_says_so() -> None:
@@ -69,7 +74,9 @@ def test_statefulset() -> None:
     assert not ready.state(statefulset(readyReplicas=0, **same)).ready
     # ready, but on the old revision while the update rolls
     rolling = {"currentRevision": "kafka-1", "updateRevision": "kafka-2", "updatedReplicas": 0}
-    assert not ready.state(statefulset(readyReplicas=1, **rolling)).ready
+    assert ready.state(statefulset(readyReplicas=1, **rolling)) == ready.State(
+        False, "rolling out: 0/1 updated, 1 ready"
+    )
     # the rollout finished (the controller moves currentRevision later)
     done = {"currentRevision": "kafka-1", "updateRevision": "kafka-2", "updatedReplicas": 1}
     assert ready.state(statefulset(readyReplicas=1, **done)).ready

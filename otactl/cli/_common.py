@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 class Output(StrEnum):
     text = "text"
     json = "json"
+    yaml = "yaml"
+
+    @property
+    def structured(self) -> bool:
+        """json or yaml: the same data, for scripts."""
+        return self is not Output.text
 
 
 @dataclass
@@ -30,6 +37,10 @@ class State:
     profile: str | None = None
     generated: Path = Path("generated")
     debug: bool = False
+    # The cluster options given before the command; a command's own win.
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
     _values: Values | None = None
 
     def values(self) -> Values:
@@ -48,24 +59,34 @@ class State:
 # The values options are accepted after the command too (`otactl render --set a=b`).
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml)."),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml).",
+    ),
 ]
-SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Override one value: a.b=value (repeatable).")
+SET_HELP = "Override one value: a.b=value, a.list={x,y} (repeatable)."
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", metavar="local|gke", help="Values profile.")
 ]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="Values profile: local or gke.")]
 
 
 KubeconfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--kubeconfig",
+        metavar="FILE",
         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster).",
     ),
 ]
-ContextOpt = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+ContextOpt = Annotated[
+    str | None, typer.Option("--context", metavar="NAME", help="kubeconfig context.")
+]
 NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace (overrides the values).")
+    str | None,
+    typer.Option("--namespace", "-n", metavar="NAME", help="Namespace (overrides the values)."),
 ]
 
 
@@ -76,6 +97,36 @@ def connect(kubeconfig: Path | None, context: str | None) -> Cluster:
     return kube.connect(kubeconfig, context)
 
 
+def parse_duration(text: str) -> float:
+    """`1h30m`, `90s`, `5m`, `250ms`, `2d` or a plain number of seconds → seconds."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise typer.BadParameter(f"{text!r}: expected a duration such as 90s, 5m, 1h30m or seconds")
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def duration(text: str) -> float:
+    """A positive duration (the parser of every time option)."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise typer.BadParameter(f"{text}: must be more than 0")
+    return seconds
+
+
+def duration_option(*names: str, help: str, default: str | bool = True) -> Any:
+    """A `--timeout`-like option: 90s, 5m, 1h30m or plain seconds (`default`: the
+    default as help shows it)."""
+    if isinstance(default, str):  # click would print it in parentheses
+        help, default = f"{help}  [default: {default}]", False
+    return typer.Option(
+        *names, parser=duration, metavar="DURATION", help=help, show_default=default
+    )
+
+
 def state(
     ctx: typer.Context,
     config: Path | None = None,
@@ -84,10 +135,12 @@ def state(
     namespace: str | None = None,
 ) -> State:
     """The global state, with a command's own values options laid over the global ones."""
-    if namespace is not None:
-        sets = [*(sets or []), f"namespace={namespace}"]
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
+    if namespace is None:
+        namespace = obj.namespace
+    if namespace is not None:
+        sets = [*(sets or []), f"namespace={namespace}"]
     if config is not None:
         obj.config = config
     if sets:
@@ -108,9 +161,29 @@ def info(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns as kubectl prints them: upper-case headers, padded with two spaces, never
+    truncated or wrapped (a script reads whole lines; a terminal wraps long ones itself)."""
+    cells = [[h.upper() for h in headers], *rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def emit(output: Output, data: Any) -> None:
+    """`-o json` or `-o yaml`: the same data (YAML from its JSON form, so both agree)."""
+    if output is Output.yaml:
+        import yaml
+
+        plain = json.loads(json.dumps(data, default=str))
+        sys.stdout.write(yaml.safe_dump(plain, sort_keys=True))
+    else:
+        emit_json(data)
 
 
 def is_tty() -> bool:

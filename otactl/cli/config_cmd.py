@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from otactl.cli._common import ConfigOpt, Output, ProfileOpt, SetOpt, echo, emit_json, state
+from otactl.cli._common import ConfigOpt, Output, ProfileOpt, SetOpt, echo, emit, state
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,10 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         profile: ProfileOpt = None,
     ) -> None:
-        """Print the merged values (defaults, profile, user file, --set); secrets masked."""
+        """Print the merged values (defaults, profile, user file, --set); secrets masked.
+
+        The text and YAML forms can be fed back with --config (the secrets' place is a
+        comment there); -o json adds them as a `secrets` key."""
         import yaml
 
         from otactl.secretstore import masked_secrets
@@ -29,8 +32,9 @@ def register(app: typer.Typer) -> None:
         st = state(ctx, config, set_, profile)
         values = st.values()
         data = values.model_dump(mode="json")
-        data["secrets"] = masked_secrets(st.server_dir())
+        secrets = masked_secrets(st.server_dir())
         if output is Output.json:
-            emit_json(data)
-        else:
-            echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+            emit(output, data | {"secrets": secrets})
+            return
+        echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+        echo("# secrets are not values: " + ", ".join(f"{k} {v}" for k, v in secrets.items()))

@@ -17,8 +17,9 @@ from otactl.cli._common import (
     ProfileOpt,
     SetOpt,
     connect,
+    duration_option,
     echo,
-    emit_json,
+    emit,
     info,
     state,
 )
@@ -43,7 +44,7 @@ def credentials_cmd(
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", min=1, help="Seconds (default: timeouts.credentials)."),
+        duration_option("--timeout", help="5m, 90s, seconds (default: timeouts.credentials)."),
     ] = None,
     output: OutputOpt = Output.text,
     kubeconfig: KubeconfigOpt = None,
@@ -73,8 +74,9 @@ def credentials_cmd(
         timeout=timeout,
         progress=info,
     )
-    if output is Output.json:
-        emit_json(
+    if output.structured:
+        emit(
+            output,
             {
                 "path": str(made.path),
                 "repo_id": made.repo_id,
@@ -82,7 +84,7 @@ def credentials_cmd(
                 "created": list(made.created),
                 "client": made.client,
                 "client_issued": made.client_issued,
-            }
+            },
         )
         return
     for what in made.created:
@@ -107,15 +109,16 @@ def revoke_credentials(
     st = state(ctx, config, set_, profile)
     rev = revoke_build_tools_client(st.server_dir(), name)
     crl = BuildToolsFiles.of(st.server_dir()).crl
-    if output is Output.json:
-        emit_json(
+    if output.structured:
+        emit(
+            output,
             {
                 "name": name,
                 "serial": format(rev.serial, "x"),
                 "revoked_at": rev.revoked_at.isoformat(),
                 "already": rev.already,
                 "crl": str(crl),
-            }
+            },
         )
         return
     info(f"{'already revoked' if rev.already else 'revoked'}: {name}, serial {rev.serial:x}")

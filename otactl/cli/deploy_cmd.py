@@ -17,12 +17,15 @@ from otactl.cli._common import (
     ProfileOpt,
     SetOpt,
     connect,
+    duration_option,
     echo,
-    emit_json,
+    emit,
     info,
     is_tty,
+    print_table,
     state,
 )
+from otactl.errors import Interrupted
 
 if TYPE_CHECKING:
     from otactl.deploy import Event
@@ -115,13 +118,21 @@ def register(app: typer.Typer) -> None:
     def up_cmd(
         ctx: typer.Context,
         timeout: Annotated[
-            float, typer.Option("--timeout", help="Overall deadline, seconds.", min=1)
+            float, duration_option("--timeout", help="Overall deadline.", default="30m")
         ] = 1800.0,
         prune: Annotated[
             bool, typer.Option("--prune", help="Delete otactl objects no longer rendered.")
         ] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Server-side dry run; print what would change.")
+        ] = False,
+        exit_code: Annotated[
+            bool,
+            typer.Option(
+                "--exit-code",
+                help="Exit 1 when objects changed (with --dry-run: would change), 0 when none "
+                "did, as `kubectl diff` does.",
+            ),
         ] = False,
         output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
         kubeconfig: KubeconfigOpt = None,
@@ -133,6 +144,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Deploy OTA CE: PKI, infra, database bootstrap, services, health, credentials."""
         from otactl import deploy, health
+        from otactl.deploy import plural
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
@@ -170,10 +182,15 @@ def register(app: typer.Typer) -> None:
                 credentials_step=credentials_step,
                 health_step=health_step,
             )
+        except KeyboardInterrupt:
+            view.close()
+            raise Interrupted("interrupted — run `otactl up` again to continue") from None
         finally:
             view.close()
-        if output is Output.json:
-            emit_json(
+        changes = bool(result.changed or result.pruned)
+        if output.structured:
+            emit(
+                output,
                 {
                     "changed": result.changed,
                     "unchanged": result.unchanged,
@@ -181,19 +198,29 @@ def register(app: typer.Typer) -> None:
                     "gateway_url": result.gateway_url,
                     "credentials_zip": str(result.credentials_zip or ""),
                     "dry_run": dry_run,
-                    "phase_seconds": result.phase_seconds,
-                }
+                    "phase_seconds": {k: round(v, 1) for k, v in result.phase_seconds.items()},
+                },
             )
-            return
-        if dry_run:
+        elif dry_run:
             echo(result.diff.rstrip() or "no changes")
             for name in result.pruned:
                 echo(f"would delete {name}")
-            return
-        echo(f"{len(result.changed)} objects changed, {result.unchanged} unchanged")
-        echo(f"gateway: {result.gateway_url}")
-        if result.credentials_zip:
-            echo(f"credentials: {result.credentials_zip}")
+            if changes:
+                echo(
+                    f"would change {plural(len(result.changed), 'object')} "
+                    f"({result.unchanged} unchanged)"
+                    + (f", would delete {len(result.pruned)}" if result.pruned else "")
+                )
+        else:
+            echo(
+                f"{plural(len(result.changed), 'object')} changed, {result.unchanged} unchanged"
+                + (f", {len(result.pruned)} deleted" if result.pruned else "")
+            )
+            echo(f"gateway: {result.gateway_url}")
+            if result.credentials_zip:
+                echo(f"credentials: {result.credentials_zip}")
+        if exit_code and changes:
+            raise typer.Exit(1)
 
     @app.command("down")
     def down_cmd(
@@ -203,7 +230,9 @@ def register(app: typer.Typer) -> None:
             typer.Option("--purge", help="Also delete volumes (data) and generated/ files."),
         ] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for CI).")] = False,
-        timeout: Annotated[float, typer.Option("--timeout", min=1)] = 300.0,
+        timeout: Annotated[
+            float, duration_option("--timeout", help="Deadline.", default="5m")
+        ] = 300.0,
         kubeconfig: KubeconfigOpt = None,
         context: ContextOpt = None,
         namespace: NamespaceOpt = None,
@@ -215,6 +244,7 @@ def register(app: typer.Typer) -> None:
         import shutil
 
         from otactl import deploy
+        from otactl.deploy import plural
         from otactl.errors import ConfigError
 
         st = state(ctx, config, set_, profile, namespace)
@@ -232,12 +262,15 @@ def register(app: typer.Typer) -> None:
         cluster.on_notice(view.api)
         try:
             gone = deploy.down(cluster, values, purge=purge, timeout=timeout, report=view)
+        except KeyboardInterrupt:
+            view.close()
+            raise Interrupted("interrupted — run `otactl down` again to continue") from None
         finally:
             view.close()
         if purge and st.server_dir().exists():
             shutil.rmtree(st.server_dir())
             gone.append(str(st.server_dir()))
-        echo(f"deleted {len(gone)} objects" + (" and the local PKI" if purge else ""))
+        echo(f"deleted {plural(len(gone), 'object')}" + (" and the local PKI" if purge else ""))
 
     @app.command("status")
     def status_cmd(
@@ -250,36 +283,48 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         profile: ProfileOpt = None,
     ) -> None:
-        """Workloads, Services (with addresses) and service health in one view."""
+        """Workloads, Services (with addresses) and service health in one view: exit 0 when
+        everything is ready and healthy, 1 when not (or nothing is deployed)."""
         from dataclasses import asdict
 
         from otactl import deploy, health
+        from otactl.errors import ClusterForbidden
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
         cluster = connect(kubeconfig, context)
         rows = deploy.status(cluster, values)
-        checks = health.check(cluster.service_caller(values.namespace))
+        if not rows:
+            if output.structured:
+                emit(output, {"ok": False, "objects": [], "health": []})
+            info(f"no OTA CE objects in namespace {values.namespace}: run `otactl up`")
+            raise typer.Exit(1)
+        unknown = ""
+        try:
+            checks = health.check(cluster.service_caller(values.namespace))
+        except ClusterForbidden as e:
+            # A read-only user may list workloads but not use the service proxy.
+            checks, unknown = [], str(e)
         ok = all(r.ready for r in rows) and all(c.ok for c in checks)
-        if output is Output.json:
-            emit_json(
+        if output.structured:
+            emit(
+                output,
                 {
                     "ok": ok,
                     "objects": [asdict(r) for r in rows],
                     "health": [c.as_json() for c in checks],
-                }
+                    "health_unknown": unknown or None,
+                },
             )
         else:
-            from rich.console import Console
-            from rich.table import Table
-
-            table = Table(box=None, header_style="bold")
-            for col in ("kind", "name", "ready", "detail", "address"):
-                table.add_column(col)
-            for r in rows:
-                table.add_row(r.kind, r.name, "yes" if r.ready else "no", r.detail, r.address)
-            for c in checks:
-                table.add_row("health", c.service, "yes" if c.ok else "no", c.reason, "")
-            Console().print(table)
+            table = [
+                [r.kind, r.name, "yes" if r.ready else "no", r.detail, r.address] for r in rows
+            ]
+            table += [["health", c.service, "yes" if c.ok else "no", c.reason, ""] for c in checks]
+            if unknown:
+                table += [["health", name, "unknown", "", ""] for name in health.known_services()]
+            print_table(["kind", "name", "ready", "detail", "address"], table)
+        if unknown:
+            info(f"health unknown: {unknown}")
         if not ok:
             raise typer.Exit(1)

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from otactl import gke
-from otactl.cli._common import Output, echo, emit_json, info, is_tty, state
+from otactl.cli._common import (
+    Output,
+    duration_option,
+    echo,
+    emit,
+    emit_json,
+    info,
+    is_tty,
+    print_table,
+    state,
+)
 from otactl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,10 +66,11 @@ CredentialsOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", min=1, help="Seconds to wait for the cluster.")
+    float,
+    duration_option("--timeout", help="How long to wait for the cluster (30m, 90s, seconds)."),
 ]
 PollOpt = Annotated[
-    float, typer.Option("--poll-interval", min=0.01, help="Seconds between status checks.")
+    float, duration_option("--poll-interval", help="Between status checks (5s, 250ms, seconds).")
 ]
 AsyncOpt = Annotated[
     bool,
@@ -285,8 +296,9 @@ def create(
         result = gke.create_cluster(
             client, spec, gke.Waiting(timeout, poll_interval, progress), follow=not run_async
         )
-    if output is Output.json:
-        emit_json(
+    if output.structured:
+        emit(
+            output,
             {
                 "name": name,
                 "project": ref.project,
@@ -300,7 +312,7 @@ def create(
                 "node_pool": None if spec.autopilot else pool,
                 "machine_type": None if spec.autopilot else spec.machine_type,
                 "nodes": None if spec.autopilot else spec.nodes,
-            }
+            },
         )
         return
     if result.operation is not None:
@@ -371,14 +383,15 @@ def credentials(
                 dns_endpoint=dns_endpoint,
                 wait=gke.Waiting(timeout, poll_interval, progress),
             )
-    if output is Output.json:
-        emit_json(
+    if output.structured:
+        emit(
+            output,
             {
                 "context": entry.context,
                 "kubeconfig": str(entry.kubeconfig),
                 "endpoint": entry.server,
                 "auth": entry.auth,
-            }
+            },
         )
     else:
         echo(f"context {entry.context} written to {entry.kubeconfig} (server {entry.server})")
@@ -470,17 +483,17 @@ def list_(
     with _google():
         client, project_id, _ = _connect(ctx, project, None, credentials)
         clusters = gke.list_clusters(client, project_id, location)
-    if output is Output.json:
-        emit_json([_summary(c) for c in clusters])
+    if output.structured:
+        emit(output, [_summary(c) for c in clusters])
         return
-    rows = [("NAME", "LOCATION", "STATUS", "VERSION", "NODES", "MODE")] + [
-        (c.name, c.location, c.status.name, c.current_master_version, str(c.current_node_count),
-         "autopilot" if c.autopilot.enabled else "standard")
-        for c in clusters
-    ]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print_table(
+        ["name", "location", "status", "version", "nodes", "mode"],
+        [
+            [c.name, c.location, c.status.name, c.current_master_version,
+             str(c.current_node_count), "autopilot" if c.autopilot.enabled else "standard"]
+            for c in clusters
+        ],
+    )  # fmt: skip
 
 
 @app.command()
@@ -496,8 +509,8 @@ def describe(
     with _google():
         client, ref = _ref(ctx, name, project, location, credentials)
         cluster = gke.get_cluster(client, ref, gke.Waiting(timeout=120))
-    if output is Output.json:
-        emit_json(gke.cluster_json(cluster))
+    if output.structured:
+        emit(output, gke.cluster_json(cluster))
         return
     for key, value in _summary(cluster).items():
         shown = ", ".join(value) if isinstance(value, list) else value

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from otactl.cli._common import Output, echo, emit_json, info
+from otactl.cli._common import Output, duration_option, echo, emit, info
 from otactl.localcluster import DEFAULT_API_PORT, DEFAULT_CONTROL_PORT, DEFAULT_TIMEOUT
 
 app = typer.Typer(
@@ -62,11 +62,15 @@ def up(
         typer.Option("--bin-dir", help="Folder with the binaries (default: build.sh's cache)."),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=10, help="Seconds to wait for the cluster.")
+        float,
+        duration_option("--timeout", help="How long to wait for the cluster (5m, 90s, seconds)."),
     ] = DEFAULT_TIMEOUT,
 ) -> None:
     """Start the cluster; write generated/local/kubeconfig; logs in generated/local/logs/."""
     from otactl import localcluster
+
+    if timeout < 10:
+        raise typer.BadParameter("at least 10s", param_hint="'--timeout'")
 
     opts = localcluster.ClusterOptions(
         state_dir=_state_dir(ctx),
@@ -116,8 +120,9 @@ def status(
     from otactl import localcluster
 
     st = localcluster.status(_state_dir(ctx))
-    if output is Output.json:
-        emit_json(
+    if output.structured:
+        emit(
+            output,
             {
                 "recorded": st.recorded,
                 "running": st.running,
@@ -126,7 +131,7 @@ def status(
                 "api_url": st.info.api_url if st.info else None,
                 "kubeconfig": st.info.kubeconfig if st.info else None,
                 "control_url": st.info.control_url if st.info else None,
-            }
+            },
         )
     elif not st.recorded:
         echo(f"no local cluster recorded in {st.state_dir}")

@@ -18,10 +18,12 @@ from otactl.cli._common import (
     ProfileOpt,
     SetOpt,
     State,
+    connect,
     echo,
-    emit_json,
+    emit,
     info,
     is_tty,
+    print_table,
     state,
 )
 from otactl.errors import ConfigError
@@ -29,6 +31,7 @@ from otactl.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from otactl import bundle
     from otactl.bundle import BatchSummary, BundleOptions, DeviceSpec, Hook
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
@@ -87,13 +90,14 @@ def register(app: typer.Typer) -> None:
             device_ca_key=device_ca_key,
             device_ca_crl=device_ca_crl,
         )
-        if output is Output.json:
-            emit_json(
+        if output.structured:
+            emit(
+                output,
                 {
                     "server_dir": str(result.files.root),
                     "created": result.created,
                     "notes": result.notes,
-                }
+                },
             )
             return
         for what in result.created:
@@ -138,6 +142,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
         archive: Annotated[
             bool, typer.Option("--archive", help="Also write a tar.gz of the device's files.")
+        ] = False,
+        reissue: Annotated[
+            bool,
+            typer.Option(
+                "--reissue",
+                help="NAME exists: make it a new key and certificate (same uuid, the options "
+                "given here) and revoke the old certificate.",
+            ),
         ] = False,
         workers: Annotated[
             int | None,
@@ -189,7 +201,24 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--count and --prefix go together")
         if uuid is not None and name is None:
             raise ConfigError("--uuid goes with a single NAME")
+        if reissue and name is None:
+            raise ConfigError("--reissue goes with a single NAME")
         opts = _bundle_options(st, fmt, hardware_id, port, archive)
+        asked = {
+            option
+            for option, given in (
+                ("format", fmt is not None),
+                ("hardware_id", hardware_id is not None),
+                ("archive", archive),
+                ("port", port is not None),
+            )
+            if given
+        }
+        existing = None
+        if name is not None:
+            existing = bundle.existing_device(st.server_dir(), bundle.validate_name(name))
+            if existing is not None:
+                _check_existing(existing, opts, asked, reissue, uuid)
         # Said once the bundles are made, so that a refused argument stays a one-line error.
         warnings = bundle.fit_warnings(opts.device.format, opts.device)
         service_cmd.check_push_options(name is not None, push)
@@ -206,24 +235,41 @@ def register(app: typer.Typer) -> None:
             spec = bundle.DeviceSpec(
                 bundle.validate_name(name), bundle.validate_uuid(uuid) if uuid else None
             )
+            if existing is not None and reissue:
+                # the port as the cluster exposes it applies too (opts has it by now)
+                opts = bundle.options_for(existing, opts, asked)
+            revocation = None
             with service_cmd.registering(st, cluster) as registrar:
                 hook = service_cmd.registration_hook(registrar)
-                result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
+                if existing is not None and reissue:
+                    result, revocation = bundle.replace_device(
+                        st.server_dir(), existing.info.name, opts, keep_key=False, hook=hook
+                    )
+                else:
+                    result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
             registered = registrar.registered if registrar else 0
             pushed = (
                 service_cmd.push_device(result, push, ssh_key, insecure_accept_host_key)
                 if push
                 else {}
             )
-            if output is Output.json:
+            if output.structured:
                 # Keys only for what was asked, so --no-register output is the bundle's.
                 extra: dict[str, object] = {"registered": bool(registered)} if register_ else {}
-                emit_json(result.as_json() | extra | ({"pushed": pushed} if push else {}))
+                if revocation is not None:
+                    extra["reissued"] = True
+                    extra["revoked_serial"] = format(revocation.serial, "x")
+                emit(output, result.as_json() | extra | ({"pushed": pushed} if push else {}))
             else:
-                info(
-                    f"{'created' if result.created else 'exists'}: {result.name} "
-                    f"({result.uuid}), valid until {result.not_after}"
-                )
+                if revocation is not None and revocation.already:
+                    info(f"the old certificate, serial {revocation.serial:x}, was revoked already")
+                elif revocation is not None:
+                    info(
+                        f"revoked the old certificate, serial {revocation.serial:x}: run "
+                        "`otactl up` to put it on the gateway's CRL"
+                    )
+                verb = "reissued" if revocation else "created" if result.created else "exists"
+                info(f"{verb}: {result.name} ({result.uuid}), valid until {result.not_after}")
                 if registered:
                     info(f"registered in device-registry as {result.uuid}")
                 if pushed:
@@ -244,8 +290,8 @@ def register(app: typer.Typer) -> None:
             hook = service_cmd.registration_hook(registrar)
             summary = _run_batch(st, specs, opts, workers, total, output, hook)
         registered = registrar.registered if registrar else 0
-        if output is Output.json:
-            emit_json(summary.as_json() | ({"registered": registered} if register_ else {}))
+        if output.structured:
+            emit(output, summary.as_json() | ({"registered": registered} if register_ else {}))
         else:
             info(f"created {summary.created}, skipped {summary.skipped} (existing)")
             if register_:
@@ -271,8 +317,9 @@ def register(app: typer.Typer) -> None:
 
         dev, rev = bundle.revoke_device(st.server_dir(), device)
         crl = ServerFiles(st.server_dir()).crl
-        if output is Output.json:
-            emit_json(
+        if output.structured:
+            emit(
+                output,
                 {
                     "name": dev.name,
                     "uuid": dev.uuid,
@@ -280,13 +327,142 @@ def register(app: typer.Typer) -> None:
                     "revoked_at": rev.revoked_at.isoformat(),
                     "already": rev.already,
                     "crl": str(crl),
-                }
+                },
             )
             return
         verb = "already revoked" if rev.already else "revoked"
         info(f"{verb}: {dev.name} ({dev.uuid}), serial {rev.serial:x}")
         info("run `otactl up`: it updates the gateway-tls Secret and restarts the gateway with it")
         echo(str(crl))
+
+    @app.command("renew-device")
+    def renew_device(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(metavar="NAME", help="Device to renew.")],
+        register_: Annotated[
+            bool,
+            typer.Option(
+                "--register/--no-register",
+                help="Give device-registry the new certificate (needs the cluster).",
+            ),
+        ] = True,
+        output: OutputOpt = Output.text,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """A new certificate (pki.device_days) for a device's existing key: copy the new
+        client.pem to the device. The old certificate is not revoked and works until it
+        expires; for a new key, `new-device NAME --reissue`."""
+        from otactl import bundle
+        from otactl.cli import service_cmd
+
+        st = state(ctx, config, set_, profile, namespace)
+        existing = bundle.existing_device(st.server_dir(), bundle.validate_name(name))
+        if existing is None:
+            raise ConfigError(f"no device named {name!r} under {st.server_dir()}")
+        opts = bundle.options_for(existing, _bundle_options(st, None, None, None, False), set())
+        opts = dataclasses.replace(opts, gateway_url=existing.gateway_url or opts.gateway_url)
+        cluster = service_cmd.connect_for_registration(kubeconfig, context) if register_ else None
+        with service_cmd.registering(st, cluster) as registrar:
+            hook = service_cmd.registration_hook(registrar)
+            result, _ = bundle.replace_device(
+                st.server_dir(), existing.info.name, opts, keep_key=True, hook=hook
+            )
+        if output.structured:
+            extra = {"registered": bool(registrar and registrar.registered)} if register_ else {}
+            emit(output, result.as_json() | {"previous_not_after": existing.info.not_after} | extra)
+            return
+        info(
+            f"renewed: {result.name} ({result.uuid}), valid until {result.not_after} "
+            f"(was {existing.info.not_after}); same key: copy client.pem to the device"
+        )
+        echo(str(result.path))
+
+    devices_app = typer.Typer(help="The devices that have a bundle.", no_args_is_help=True)
+    app.add_typer(devices_app, name="devices")
+
+    @devices_app.command("list")
+    def devices_list(
+        ctx: typer.Context,
+        registered: Annotated[
+            bool,
+            typer.Option(
+                "--registered/--offline",
+                help="Ask device-registry which are registered (--offline: do not; "
+                "REGISTERED shows -).",
+            ),
+        ] = True,
+        output: OutputOpt = Output.text,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        namespace: NamespaceOpt = None,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """Name, uuid, certificate expiry, revoked, registered in device-registry."""
+        from otactl import bundle
+
+        st = state(ctx, config, set_, profile, namespace)
+        devices = bundle.list_devices(st.server_dir())
+        known: dict[str, str] | None = None
+        if registered:
+            from otactl import registry
+
+            try:
+                cluster = connect(kubeconfig, context)
+            except ConfigError as e:
+                raise ConfigError(f"{e} (or --offline: without the registered column)") from e
+            cluster.on_notice(info)
+            if devices:
+                known = registry.list_devices(
+                    cluster.service_caller(st.values().namespace), st.values().tenant
+                )
+
+        def is_registered(d: bundle.Existing) -> bool | None:
+            if known is None:
+                return None
+            return known.get(d.info.name) == d.info.uuid
+
+        if output.structured:
+            emit(
+                output,
+                [
+                    {
+                        "name": d.info.name,
+                        "uuid": d.info.uuid,
+                        "not_after": d.info.not_after,
+                        "revoked": d.revoked,
+                        "registered": is_registered(d),
+                        "hardware_id": d.info.hardware_id,
+                        "format": d.format,
+                        "path": str(d.info.path),
+                    }
+                    for d in devices
+                ],
+            )
+            return
+        if not devices:
+            info(f"no devices under {st.server_dir()}")
+            return
+        yes_no = {True: "yes", False: "no", None: "-"}
+        print_table(
+            ["name", "uuid", "expires", "revoked", "registered"],
+            [
+                [
+                    d.info.name,
+                    d.info.uuid,
+                    d.info.not_after[:16].replace("T", " ") + "Z",
+                    yes_no[d.revoked],
+                    yes_no[is_registered(d)],
+                ]
+                for d in devices
+            ],
+        )
 
     certs_app = typer.Typer(
         help="Certificates of the server and its devices.", no_args_is_help=True
@@ -312,27 +488,66 @@ def register(app: typer.Typer) -> None:
         now = utcnow()
         items = inventory(st.server_dir())
         soon = [e for e in items if not e.revoked and e.days_left(now) <= days]
-        if output is Output.json:
-            emit_json(
+        if output.structured:
+            emit(
+                output,
                 {
                     "within_days": days,
                     "expiring": len(soon),
                     "certificates": [e.as_json(now) for e in items],
-                }
+                },
             )
         else:
-            for e in items:
-                flag = " (revoked)" if e.revoked else (" EXPIRING" if e in soon else "")
-                label = f"{e.name} {e.subject}" if e.name else e.subject
-                echo(
-                    f"{e.not_after:%Y-%m-%d %H:%M}Z {e.days_left(now):8.1f}d  "
-                    f"{e.kind:<15} {label}{flag}"
+            if items:
+                print_table(
+                    ["expires", "days", "kind", "subject", "name", "state"],
+                    [
+                        [
+                            f"{e.not_after:%Y-%m-%d %H:%M}Z",
+                            f"{e.days_left(now):.1f}",
+                            e.kind,
+                            e.subject,
+                            e.name or "",
+                            "revoked" if e.revoked else "EXPIRING" if e in soon else "",
+                        ]
+                        for e in items
+                    ],
                 )
-            if not items:
+            else:
                 info(f"no certificates under {st.server_dir()}")
         if soon:
             info(f"{len(soon)} expire within {within}")
             raise typer.Exit(1)
+
+
+def _check_existing(
+    existing: bundle.Existing,
+    opts: BundleOptions,
+    asked: set[str],
+    reissue: bool,
+    uuid: str | None,
+) -> None:
+    """new-device NAME on a device that has a bundle: the same options keep it (exit 0);
+    other ones, or a revoked device, need --reissue."""
+    from otactl import bundle
+    from otactl.errors import PkiError
+
+    dev = existing.info
+    if uuid is not None and bundle.validate_uuid(uuid) != dev.uuid:
+        raise ConfigError(f"{dev.name} exists with uuid {dev.uuid}, not {uuid}")
+    if reissue:
+        return
+    if existing.revoked:
+        raise PkiError(
+            f"{dev.name} ({dev.uuid}) is revoked: `otactl new-device {dev.name} --reissue` "
+            "makes a new key and certificate"
+        )
+    changed = bundle.changed_options(existing, opts, asked)
+    if changed:
+        raise ConfigError(
+            f"{dev.name} exists with other settings: {'; '.join(changed)}; add --reissue "
+            "for a new key and certificate with them (the old certificate is revoked)"
+        )
 
 
 def _bundle_options(
@@ -376,7 +591,7 @@ def _run_batch(
 ) -> BatchSummary:
     from otactl import bundle
 
-    if not is_tty() or output is Output.json:
+    if not is_tty() or output.structured:
         return bundle.new_devices(st.server_dir(), specs, opts, workers=workers, hook=hook)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

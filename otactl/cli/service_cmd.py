@@ -20,9 +20,11 @@ from otactl.cli._common import (
     SetOpt,
     State,
     connect,
+    duration_option,
     echo,
-    emit_json,
+    emit,
     info,
+    print_table,
     state,
 )
 from otactl.errors import ClusterError, ConfigError, ServiceError
@@ -37,12 +39,19 @@ OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.
 
 
 def _health_table(results: list[HealthResult]) -> None:
-    width = max(len(r.service) for r in results)
-    echo(f"{'SERVICE':<{width}}  STATUS  HTTP  LATENCY  REASON")
-    for r in results:
-        code = str(r.http_status) if r.http_status is not None else "-"
-        reason = "" if r.ok else r.reason
-        echo(f"{r.service:<{width}}  {r.status:<6}  {code:>4}  {r.latency_ms:5.0f}ms  {reason}")
+    print_table(
+        ["service", "status", "http", "latency", "reason"],
+        [
+            [
+                r.service,
+                r.status,
+                str(r.http_status) if r.http_status is not None else "-",
+                f"{r.latency_ms:.0f}ms",
+                "" if r.ok else r.reason,
+            ]
+            for r in results
+        ],
+    )
 
 
 def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cluster:
@@ -120,7 +129,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
         timeout: Annotated[
             float | None,
-            typer.Option("--timeout", min=1, help="Seconds for --wait (default: timeouts.health)."),
+            duration_option(
+                "--timeout", help="For --wait: 5m, 90s, seconds (default: timeouts.health)."
+            ),
         ] = None,
         output: OutputOpt = Output.text,
         kubeconfig: KubeconfigOpt = None,
@@ -146,8 +157,8 @@ def register(app: typer.Typer) -> None:
         else:
             results = health.check(caller, names)
         bad = [r for r in results if not r.ok]
-        if output is Output.json:
-            emit_json({"healthy": not bad, "services": [r.as_json() for r in results]})
+        if output.structured:
+            emit(output, {"healthy": not bad, "services": [r.as_json() for r in results]})
         else:
             _health_table(results)
         if bad:

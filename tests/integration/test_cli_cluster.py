@@ -90,14 +90,16 @@ def test_kubeconfig_lookup_order_and_context(local_cluster: LocalCluster, tmp_pa
     assert reached(status())
     # $KUBECONFIG comes before ~/.kube/config...
     assert not reached(status(KUBECONFIG=str(kc["dead"])))
+    # ...its missing entries are skipped, as kubectl skips them...
+    assert reached(status(KUBECONFIG=f"{tmp_path / 'missing'}:{kc['good']}:{kc['dead']}"))
     # ...and --kubeconfig before $KUBECONFIG.
     assert reached(status("--kubeconfig", str(kc["good"]), KUBECONFIG=str(kc["dead"])))
     # --context picks a context other than the current one.
     assert not reached(status(KUBECONFIG=str(kc["both"])))
     assert reached(status("--context", "live", KUBECONFIG=str(kc["both"])))
     unknown = status("--context", "nosuch", KUBECONFIG=str(kc["both"]))
-    assert unknown.returncode == 2 and "nosuch" in unknown.stderr
-    assert len(unknown.stderr.strip().splitlines()) == 1
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == ['error: context "nosuch" does not exist']
 
 
 def test_up_names_the_api_server_first_and_shows_a_live_view_on_a_terminal(
@@ -138,17 +140,44 @@ def test_up_names_the_api_server_first_and_shows_a_live_view_on_a_terminal(
         assert word in screen, word
 
 
+def test_dry_run_tells_what_it_would_do_and_exit_code(deployed: Deployment):  # type: ignore[no-untyped-def]
+    """`up --dry-run` on an empty namespace says "would create" and never "created";
+    `--exit-code` is 1 while something would change, 0 once nothing would."""
+    fresh = deployed.otactl("up", "--dry-run", "--exit-code")
+    assert fresh.returncode == 1, fresh.stderr
+    assert "[namespace] done: would create" in fresh.stderr
+    assert re.search(r"\[infra\] done: \d+ objects would change", fresh.stderr), fresh.stderr
+    assert not re.search(r"done: (created|\d+ objects? changed|\d+ objects? deleted)", fresh.stderr)
+    assert re.search(r"^would change \d+ objects \(0 unchanged\)$", fresh.stdout, re.M)
+    assert deployed.otactl("up", "--timeout", "4m").returncode == 0
+    again = deployed.otactl("up", "--dry-run", "--exit-code")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "no changes"
+    real = deployed.otactl("up", "--exit-code", "--timeout", "240")
+    assert real.returncode == 0, real.stderr
+    assert real.stdout.splitlines()[0].startswith("0 objects changed, ")
+
+
 def test_status_table_exit_code_and_health_json(deployed: Deployment, standin):  # type: ignore[no-untyped-def]
+    def status(*extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return run_otactl(*deployed.args("status", *deployed.cluster_args(), *extra), env=env)
+
+    # Nothing deployed yet: one line, exit 1.
+    empty = status()
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr.strip().splitlines() == [
+        f"no OTA CE objects in namespace {deployed.ns}: run `otactl up`"
+    ]
     assert deployed.otactl("up", "--timeout", "240").returncode == 0
-    wide = {"COLUMNS": "240"}  # rich fits the table to the terminal's width (80 without one)
 
-    def status(*extra: str) -> subprocess.CompletedProcess[str]:
-        return run_otactl(*deployed.args("status", *deployed.cluster_args(), *extra), env=wide)
-
-    table = status()
+    # Not a terminal (and a narrow COLUMNS): whole lines, never cut or wrapped.
+    table = status(COLUMNS="40")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["kind", "name", "ready", "detail", "address"]
+    assert lines[0].split() == ["KIND", "NAME", "READY", "DETAIL", "ADDRESS"]
+    assert {line.split()[0] for line in lines[1:]} <= {
+        "Deployment", "StatefulSet", "Job", "Service", "health",
+    }  # fmt: skip
     rows = {tuple(line.split()[:3]) for line in lines[1:]}
     assert ("Deployment", "director", "yes") in rows and ("health", "director", "yes") in rows
     gateway = next(line for line in lines if "gateway-service" in line)
@@ -171,6 +200,31 @@ def test_status_table_exit_code_and_health_json(deployed: Deployment, standin): 
     assert health["director"]["status"] == "OK" and health["director"]["http_status"] == 200
     assert health["tuf-keyserver"]["http_status"] == 503
     assert health["tuf-keyserver"]["status"] != "OK"
+    standin.set(never_healthy=[])
+
+    # A read-only user: workloads shown, health unknown (the service proxy is refused).
+    kubectl = deployed.cluster.kubectl
+    ns = deployed.ns
+    kubectl("create", "serviceaccount", "viewer", "-n", ns)
+    kubectl("create", "role", "viewer", "-n", ns, "--verb=get,list,watch",
+            "--resource=services,deployments,statefulsets,jobs")  # fmt: skip
+    kubectl("create", "rolebinding", "viewer", "-n", ns, "--role=viewer",
+            f"--serviceaccount={ns}:viewer")  # fmt: skip
+    config = yaml.safe_load(deployed.cluster.kubeconfig.read_text())
+    config["users"][0]["user"] = {
+        "token": kubectl("create", "token", "viewer", "-n", ns).stdout.strip()
+    }
+    viewer = deployed.generated.parent / "viewer.kubeconfig"
+    viewer.write_text(yaml.safe_dump(config))
+    args = deployed.args("status", *deployed.cluster_args())
+    args[args.index("--kubeconfig") + 1] = str(viewer)
+    read_only = run_otactl(*args)
+    assert read_only.returncode == 0, read_only.stderr
+    ro_rows = {tuple(line.split()[:3]) for line in read_only.stdout.splitlines()[1:]}
+    assert ("Deployment", "director", "yes") in ro_rows
+    assert ("health", "director", "unknown") in ro_rows
+    [note] = read_only.stderr.strip().splitlines()
+    assert note.startswith("health unknown: ") and "forbidden" in note.lower()
 
 
 def test_a_changed_password_runs_the_bootstrap_job_again(deployed: Deployment):

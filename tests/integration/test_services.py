@@ -528,6 +528,48 @@ def test_new_device_cli_registers_and_refuses_reuse(
     assert "AUTH_PROTOCOL is not set" in oauth.stderr
 
 
+def test_reissue_and_renew_give_device_registry_the_new_certificate(
+    local_cluster: LocalCluster, standin: StandinKnobs, tenant: str, ota_ns: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Issue 16 item 6 with registration: the same uuid and deviceId, device-registry's
+    credentials replaced by the new certificate (its PUT replaces them, see the stand-in's
+    _put_device), `devices list` asking device-registry."""
+    gen = tmp_path / "gen"
+    assert run_otactl("--generated", str(gen), "new-server").returncode == 0
+
+    def registered() -> dict[str, dict[str, str]]:
+        return {d["deviceId"]: d for d in standin.devices(tenant)}
+
+    first = json.loads(_cli(ota_ns, local_cluster, gen, tenant, "new-device", "kiosk", "-o",
+                            "json").stdout)  # fmt: skip
+    res = _cli(ota_ns, local_cluster, gen, tenant, "new-device", "kiosk", "--reissue", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    again = json.loads(res.stdout)
+    assert again["uuid"] == first["uuid"] and again["registered"] is True
+    assert again["revoked_serial"] == first["serial"]
+    kiosk = registered()["kiosk"]
+    assert kiosk["uuid"] == first["uuid"]
+    assert kiosk["credentials"] == (Path(again["path"]) / "client.pem").read_text()
+
+    res = _cli(ota_ns, local_cluster, gen, tenant, "renew-device", "kiosk", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    renewed = json.loads(res.stdout)
+    assert renewed["registered"] is True and renewed["serial"] != again["serial"]
+    assert (
+        registered()["kiosk"]["credentials"] == (Path(renewed["path"]) / "client.pem").read_text()
+    )
+
+    assert (
+        _cli(ota_ns, local_cluster, gen, tenant, "new-device", "lobby", "--no-register").returncode
+        == 0
+    )
+    res = _cli(ota_ns, local_cluster, gen, tenant, "devices", "list", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    listed = {d["name"]: d for d in json.loads(res.stdout)}
+    assert (listed["kiosk"]["registered"], listed["lobby"]["registered"]) == (True, False)
+
+
 # --------------------------------------------------------------------------- hosts
 
 
