@@ -5,6 +5,7 @@ Pure functions of rendered objects: no cluster, no templates."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ HEALTH_PORT_NAME = "http"  # the Scala services' port, which `otactl health` pro
 HOST_KEY = re.compile(r"HOST|URL|URI|CONNECT|SERVER|ENDPOINT|ADDR")
 
 Obj = dict[str, Any]
+NAMESPACE_SKIP = "CKV_K8S_21=the namespace is a value (namespace, or --namespace), default: default"
 
 
 # --- Pod Security ------------------------------------------------------------------------
@@ -159,7 +161,7 @@ def entry_points(objects: list[Obj]) -> dict[str, set[int]]:
 
 
 def _policy(namespace: str, name: str, spec: Obj) -> Obj:
-    return {
+    policy: Obj = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
@@ -174,6 +176,9 @@ def _policy(namespace: str, name: str, spec: Obj) -> Obj:
         },
         "spec": spec,
     }
+    if namespace == "default":  # as templates/_macros.j2 says for every object
+        policy["metadata"]["annotations"] = {"checkov.io/skip1": NAMESPACE_SKIP}
+    return policy
 
 
 def _ports(ports: Iterable[int]) -> list[Obj]:
@@ -250,3 +255,100 @@ def network_policies(
         if spec["policyTypes"]:
             out.append(_policy(namespace, f"{app}-flows", spec))
     return out
+
+
+# --- RBAC for CI -------------------------------------------------------------------------
+
+# Applied (server-side apply: a PATCH, which needs `create` too when the object is new),
+# waited on (list, watch), pruned and deleted by `down`.
+_OURS = ["get", "list", "watch", "create", "patch", "delete"]
+# What `up`, `down [--purge]`, `status`, `health` and `new-device` do in the namespace.
+NAMESPACED_RULES: list[Obj] = [
+    {"apiGroups": [""], "resources": ["configmaps", "secrets", "services"], "verbs": list(_OURS)},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": list(_OURS)},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": list(_OURS)},
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["ingresses", "networkpolicies"],
+        "verbs": list(_OURS),
+    },
+    # tuf-reposerver's claim is rendered; down --purge deletes the StatefulSets' claims too.
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": list(_OURS)},
+    # Why a wait failed: the pods, their last log lines, the controllers' FailedCreate events.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+    # The OTA services through the API server's service proxy: GET (health), POST (repos,
+    # keys), PUT (device registration).
+    {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create", "update"]},
+]
+
+
+def cluster_rules(namespace: str) -> list[Obj]:
+    """The cluster-scoped permissions: otactl's own namespace (applied with its Pod
+    Security labels, deleted by `down --purge`), the nodes' addresses (a NodePort gateway's
+    URL) and the API server's own addresses (NetworkPolicy for the service proxy)."""
+    return [
+        {
+            "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": [namespace],
+            "verbs": ["get", "patch", "delete"],
+        },
+        # `down --purge` waits for the namespace to go (a watch cannot be limited by name).
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "resourceNames": ["kubernetes"],
+            "verbs": ["get"],
+        },
+    ]
+
+
+def ci_rbac(namespace: str, account: str = "otactl-ci") -> list[Obj]:
+    """What an administrator applies once so that CI can run otactl as ServiceAccount
+    `account` of `namespace`: the namespace, the account, a Role and a ClusterRole with the
+    permissions above, and their bindings."""
+    labels = {"app.kubernetes.io/name": account, "app.kubernetes.io/component": "rbac"}
+    cluster_name = f"{account}-{namespace}"
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    docs: list[Obj] = []
+    if namespace != "default":
+        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    meta = {"name": account, "namespace": namespace, "labels": labels}
+    docs += [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": NAMESPACED_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": subject,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": cluster_name, "labels": labels},
+            "rules": cluster_rules(namespace),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": cluster_name, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_name,
+            },
+            "subjects": subject,
+        },
+    ]
+    return copy.deepcopy(docs)

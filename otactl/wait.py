@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -304,7 +305,11 @@ def _failed_creates(cluster: Cluster, target: Target, until: float) -> str:
     if not ours:
         return ""
     last = max(ours, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-    return str(last.get("message", "")).replace("Error creating: ", "")
+    message = str(last.get("message", ""))
+    # "Error creating: pods ..." (ReplicaSet, Job), "create Pod x in StatefulSet y failed
+    # error: pods ..." (StatefulSet): the API server's answer is the part from "pods".
+    found = re.search(r'pods? "[^"]*" is forbidden: .*', message)
+    return found.group(0) if found else message
 
 
 def wait_deleted(

@@ -5,10 +5,12 @@ cannot be left out). The API server's verdict on them: tests/integration/."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from otactl import render, secretstore, security
 from otactl.config import load_values
@@ -140,3 +142,65 @@ def test_network_set_is_rendered_and_can_be_turned_off(tmp_path: Path):
         "network_policy.apiserver_cidrs=[10.0.0.300/32]",
     )
     assert proc.returncode == 2 and "apiserver_cidrs" in proc.stderr, proc.stderr
+
+
+PLURALS = {
+    "ConfigMap": ("", "configmaps"),
+    "Secret": ("", "secrets"),
+    "Service": ("", "services"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
+    "Deployment": ("apps", "deployments"),
+    "StatefulSet": ("apps", "statefulsets"),
+    "Job": ("batch", "jobs"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+}
+
+
+def _allowed(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    return {
+        verb
+        for r in rules
+        if group in r["apiGroups"] and resource in r["resources"] and "resourceNames" not in r
+        for verb in r["verbs"]
+    }
+
+
+def test_rbac_prints_a_role_that_covers_every_rendered_kind(tmp_path: Path):
+    proc = run_otactl("--generated", str(tmp_path), "rbac", "--namespace", "ota")
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                     "ClusterRoleBinding"]  # fmt: skip
+    role = docs[2]
+    rendered = _render(tmp_path, "ingress.enabled=true")
+    for kind in {d["kind"] for name in rendered.sets for d in rendered.objects(name)}:
+        group, resource = PLURALS[kind]  # a new kind needs a line here and in the Role
+        assert {"get", "create", "patch", "delete", "list", "watch"} <= _allowed(
+            role["rules"], group, resource
+        ), kind
+    assert _allowed(role["rules"], "", "services/proxy") == {"get", "create", "update"}
+    assert _allowed(role["rules"], "", "pods") == {"get", "list", "watch"}
+    # Cluster-wide: its own namespace by name, and reads only.
+    cluster = docs[4]["rules"]
+    named = [r for r in cluster if "resourceNames" in r]
+    assert {tuple(r["resourceNames"]) for r in named} == {("ota",), ("kubernetes",)}
+    assert all(set(r["verbs"]) <= {"list", "watch"} for r in cluster if "resourceNames" not in r)
+    assert (
+        docs[3]["subjects"]
+        == docs[5]["subjects"]
+        == [{"kind": "ServiceAccount", "name": "otactl-ci", "namespace": "ota"}]
+    )
+
+
+def test_rbac_in_the_default_namespace_and_as_json(tmp_path: Path):
+    proc = run_otactl("--generated", str(tmp_path), "rbac", "-o", "json", "--service-account", "ci")
+    assert proc.returncode == 0, proc.stderr
+    items = json.loads(proc.stdout)["items"]
+    assert "Namespace" not in [d["kind"] for d in items]  # default exists; never ours
+    assert items[0]["metadata"] == {
+        "name": "ci", "namespace": "default",
+        "labels": {"app.kubernetes.io/name": "ci", "app.kubernetes.io/component": "rbac"},
+    }  # fmt: skip
+    assert items[3]["metadata"]["name"] == "ci-default"
