@@ -67,6 +67,24 @@ def test_ci_runs_the_whole_path_as_the_printed_role(local_cluster: Any, tmp_path
 
         up = otactl("up", "--timeout", "400")
         assert up.returncode == 0, up.stderr[-3000:]
+        # The API server's own address (EndpointSlice default/kubernetes) may reach the
+        # services' health port, for the service proxy.
+        endpoints = json.loads(
+            local_cluster.kubectl("get", "endpointslice", "kubernetes", "-o", "json").stdout
+        )
+        apiserver = {f"{a}/32" for e in endpoints["endpoints"] for a in e["addresses"]}
+        policy = json.loads(
+            local_cluster.kubectl(
+                "get", "networkpolicy", "tuf-keyserver-flows", "-n", ns, "-o", "json"
+            ).stdout
+        )
+        blocks = {
+            peer["ipBlock"]["cidr"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule.get("from", [])
+            if "ipBlock" in peer
+        }
+        assert apiserver and blocks == apiserver, (blocks, apiserver)
         for command in (["status"], ["health", "-o", "json"], ["new-device", "ci-dev-1"]):
             proc = otactl(*command)
             assert proc.returncode == 0, (command, proc.stderr[-2000:])

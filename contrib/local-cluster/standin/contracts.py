@@ -409,7 +409,9 @@ def writable_why(
     if mount is None and (container.get("securityContext") or {}).get("readOnlyRootFilesystem"):
         # The container runtime mounts the image's filesystem read-only: root cannot write
         # it either (EROFS).
-        return f"{path} is on the image's own filesystem, mounted read-only (readOnlyRootFilesystem)"
+        return (
+            f"{path} is on the image's own filesystem, mounted read-only (readOnlyRootFilesystem)"
+        )
     if uid == 0:
         return None
     if mount is None:
