@@ -21,10 +21,11 @@ demo-down: ## Stop the demo's local cluster
 test: setup ## Run the whole test suite (unit and integration, real servers)
 	$(PY) -m pytest -q
 
-lint: setup ## ruff (lint and format check) and mypy on otactl/
+lint: setup ## ruff (lint and format check), mypy on otactl/, checkov on the rendered manifests
 	.venv/bin/ruff check otactl tests bench contrib
 	.venv/bin/ruff format --check otactl tests bench contrib
 	.venv/bin/mypy otactl
+	scripts/scan.sh
 
 format: ## Reformat the code with ruff
 	.venv/bin/ruff format otactl tests bench contrib

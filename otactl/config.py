@@ -117,6 +117,22 @@ class Ingress(Strict):
     tls_secret: str | None = None
 
 
+class NetworkPolicy(Strict):
+    """NetworkPolicies derived from the rendered configuration (otactl.security)."""
+
+    enabled: bool = True
+    # Where the API server's service proxy connects from (`otactl health`); [] means no
+    # such rule (then a CNI that enforces NetworkPolicy blocks the health checks).
+    apiserver_cidrs: list[str] = []
+
+    @field_validator("apiserver_cidrs")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            ipaddress.ip_network(cidr)  # ValueError: pydantic reports it with the key
+        return cidrs
+
+
 class Pki(Strict):
     key_type: Literal["ec", "rsa"] = "ec"
     ca_days: int = Field(default=3650, ge=1, le=36500)
@@ -184,6 +200,7 @@ class Values(Strict):
     gateway: Gateway
     reverse_proxy: ReverseProxy
     ingress: Ingress = Ingress()
+    network_policy: NetworkPolicy = NetworkPolicy()
     infra: Infra
     services: Services
     bootstrap_image: Image

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from otactl import pki, render, secretstore
+from otactl import pki, render, secretstore, security
 from otactl.config import Values
 from otactl.errors import PkiError
 from otactl.fsutil import ensure_private_dir
@@ -36,7 +36,10 @@ MANAGED_LABELS = {
     "app.kubernetes.io/managed-by": "otactl",
 }
 # What `down` and `--prune` look at (never PersistentVolumeClaims: data outlives `down`).
-OWNED_KINDS = ("Ingress", "Deployment", "StatefulSet", "Job", "Service", "ConfigMap", "Secret")
+OWNED_KINDS = (
+    "Ingress", "Deployment", "StatefulSet", "Job", "Service", "ConfigMap", "Secret",
+    "NetworkPolicy",
+)  # fmt: skip
 HEALTH_GATES = ("director", "tuf-keyserver", "tuf-reposerver")
 SQL_HASH = "otactl.io/sql-hash"
 TLS_HASH = "otactl.io/tls-hash"
@@ -367,6 +370,23 @@ def _roll_on_tls_change(
             template.setdefault("annotations", {})[TLS_HASH] = hashes[obj["metadata"]["name"]]
 
 
+def with_apiserver_cidrs(cluster: Cluster, values: Values) -> Values:
+    """`values` with network_policy.apiserver_cidrs filled, when empty, from the API
+    server's own addresses (EndpointSlice default/kubernetes): where its service proxy
+    connects to the pods from, for `otactl health`."""
+    policy = values.network_policy
+    if not policy.enabled or policy.apiserver_cidrs:
+        return values
+    found = cluster.get("EndpointSlice", "default", "kubernetes") or {}
+    cidrs = sorted(
+        f"{address}/{128 if ':' in address else 32}"
+        for endpoint in found.get("endpoints") or []
+        for address in endpoint.get("addresses") or []
+    )
+    update = {"network_policy": policy.model_copy(update={"apiserver_cidrs": cidrs})}
+    return values.model_copy(update=update)
+
+
 def _workloads(objects: list[dict[str, Any]], kinds: tuple[str, ...]) -> list[Target]:
     return [
         Target(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
@@ -437,13 +457,28 @@ def _plan(
     version = cluster.version()
     done(version)
 
-    if ns != "default":
-        done = phase("namespace", ns)
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        if opts.dry_run and cluster.get("Namespace", None, ns) is None:
-            applier.missing_namespaces.add(ns)
-        changed = applier.apply([_labelled(namespace)])
-        done(("would create" if opts.dry_run else "created") if changed else "present")
+    values = with_apiserver_cidrs(cluster, values)
+    secrets = secretstore.load_or_create(server_dir)
+    rendered = render.render(values, secrets)
+    infra = rendered.objects("infra")
+    services = rendered.objects("services")
+    ingress = rendered.objects("ingress") if "ingress" in rendered.sets else []
+    policies = rendered.objects("network") if "network" in rendered.sets else []
+
+    # The namespace enforces the Pod Security level all our pods meet: the API server then
+    # refuses any pod weaker than that (a `default` namespace is labelled, never owned).
+    level = security.namespace_level(infra + services)
+    done = phase("namespace", f"{ns}: Pod Security {level}, {len(policies)} NetworkPolicies")
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": ns, "labels": security.namespace_labels(level)},
+    }
+    if opts.dry_run and cluster.get("Namespace", None, ns) is None:
+        applier.missing_namespaces.add(ns)
+    changed = applier.apply([namespace if ns == "default" else _labelled(namespace)])
+    changed += applier.apply(policies)
+    done(changed_text(changed))
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)
@@ -455,12 +490,6 @@ def _plan(
     made_now = ", ".join(made.created + tools_created)
     # A dry run makes them in a scratch copy only.
     done((f"would create {made_now}" if opts.dry_run else made_now) if made_now else "kept")
-
-    secrets = secretstore.load_or_create(server_dir)
-    rendered = render.render(values, secrets)
-    infra = rendered.objects("infra")
-    services = rendered.objects("services")
-    ingress = rendered.objects("ingress") if "ingress" in rendered.sets else []
 
     done = phase("secrets", f"gateway-tls, {BUILD_TOOLS_SECRET}, tuf-keyserver-encryption")
     keyserver = [o for o in services if o["metadata"]["name"] == "tuf-keyserver-encryption"]
@@ -502,7 +531,7 @@ def _plan(
 
     if opts.prune:
         done = phase("prune")
-        keep = {(o["kind"], o["metadata"]["name"]) for o in infra + services + ingress}
+        keep = {(o["kind"], o["metadata"]["name"]) for o in infra + services + ingress + policies}
         keep |= {("Secret", "gateway-tls"), ("Secret", BUILD_TOOLS_SECRET), ("Secret", "user-keys")}
         result.pruned = prune(cluster, ns, keep, dry_run=opts.dry_run)
         gone = plural(len(result.pruned), "object")

@@ -53,6 +53,8 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
     "Job": ("/apis/batch/v1", "jobs", True),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices", True),
 }
 # (connect, read) seconds. A request the API server has not answered within the read timeout
 # is taken as lost and retried (apply, get, list and delete are idempotent).
@@ -379,6 +381,7 @@ class Cluster:
         namespace: str | None,
         label_selector: str | None = None,
         *,
+        field_selector: str | None = None,
         deadline: float | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """Objects and the list's resourceVersion (to watch from)."""
@@ -386,7 +389,7 @@ class Cluster:
         data = self.request(
             "GET",
             path,
-            query={"labelSelector": label_selector},
+            query={"labelSelector": label_selector, "fieldSelector": field_selector},
             what=f"list {RESOURCES[kind][1]} in {namespace or 'the cluster'}",
             deadline=deadline,
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from otactl import security
 from otactl.config import Values, templates_dir
 from otactl.errors import RenderError
 from otactl.fsutil import ensure_private_dir, write_atomic
@@ -128,7 +129,7 @@ def gateway_nginx_conf(
     runtime_dir: str | Path = "/tmp",
     upstreams: Mapping[str, str] | None = None,
     listen_port: int = 8443,
-    plain_ports: tuple[int, ...] = (80, 8000),
+    plain_ports: tuple[int, ...] = (8080, 8000),
 ) -> str:
     """The device gateway's nginx.conf: mutual TLS on `listen_port`, device uuid from the
     client certificate CN, routes of reference section 5, CRL checked."""
@@ -151,7 +152,7 @@ def reverse_proxy_nginx_conf(
     auth_dir: str | Path = "/etc/nginx/auth",
     runtime_dir: str | Path = "/tmp",
     upstreams: Mapping[str, str] | None = None,
-    http_port: int = 80,
+    http_port: int = 8080,
     https_port: int = 8443,
     public_https_port: int | None = None,
 ) -> str:
@@ -256,10 +257,17 @@ def render(values: Values, secrets: Secrets) -> Rendered:
     }
     names = ["infra", "services"] + (["ingress"] if values.ingress.enabled else [])
     sets = {}
+    everything: list[dict[str, Any]] = []
     for name in names:
         docs = _documents(_template(f"{name}.yaml.j2", **context), f"{name}.yaml.j2")
         _roll_on_config_change(docs)
         sets[name] = _dump(docs)
+        everything += docs
+    if values.network_policy.enabled:
+        policies = security.network_policies(
+            everything, values.namespace, values.network_policy.apiserver_cidrs, SCALA_SERVICES
+        )
+        sets["network"] = _dump(policies)
     return Rendered(sets)
 
 
@@ -276,9 +284,10 @@ def write(
             paths.append(path)
             if progress:
                 progress(f"wrote {path}")
-        stale = out_dir / "ingress.yaml"
-        if "ingress" not in rendered.sets and stale.exists():
-            stale.unlink()
+        for optional in ("ingress", "network"):
+            stale = out_dir / f"{optional}.yaml"
+            if optional not in rendered.sets and stale.exists():
+                stale.unlink()
     except OSError as e:
         raise RenderError(f"{out_dir}: cannot write the rendered sets: {e.strerror}") from e
     return paths

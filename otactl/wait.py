@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -268,6 +269,9 @@ def _why(cluster: Cluster, target: Target, obj: dict[str, Any] | None) -> str:
     except OtactlError as e:
         return f" (could not look at its pods: {e})"
     if not pods:
+        refused = _failed_creates(cluster, target, until)
+        if refused:
+            return f" (its pods are refused: {refused})"
         return " (no pods were created: check quotas and events)"
     reasons: list[str] = []
     for pod in pods:
@@ -277,6 +281,35 @@ def _why(cluster: Cluster, target: Target, obj: dict[str, Any] | None) -> str:
             if tail:
                 reasons.append(f"last log lines of {container}: " + " | ".join(tail.splitlines()))
     return f" ({'; '.join(reasons)})" if reasons else ""
+
+
+def _failed_creates(cluster: Cluster, target: Target, until: float) -> str:
+    """The controller's last FailedCreate event for the target (for a Deployment: its
+    ReplicaSets'): why the API server refused its pods (PodSecurity, quota, ...)."""
+    try:
+        events, _ = cluster.list_objects(
+            "Event", target.namespace, field_selector="reason=FailedCreate", deadline=until
+        )
+    except OtactlError:
+        return ""
+    ours = [
+        e
+        for e in events
+        if (e.get("involvedObject") or {}).get("name") == target.name
+        or (
+            target.kind == "Deployment"
+            and (e.get("involvedObject") or {}).get("kind") == "ReplicaSet"
+            and e["involvedObject"].get("name", "").startswith(target.name + "-")
+        )
+    ]
+    if not ours:
+        return ""
+    last = max(ours, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    message = str(last.get("message", ""))
+    # "Error creating: pods ..." (ReplicaSet, Job), "create Pod x in StatefulSet y failed
+    # error: pods ..." (StatefulSet): the API server's answer is the part from "pods".
+    found = re.search(r'pods? "[^"]*" is forbidden: .*', message)
+    return found.group(0) if found else message
 
 
 def wait_deleted(

@@ -2,7 +2,7 @@
 # Set up a fresh machine for otactl's demo and tests: Debian packages (nginx, MariaDB,
 # OpenSSH, iproute2, openssl, curl, Java 17 and Maven), BouncyCastle from Maven Central (the
 # TLS stack of garage-sign, for tests/test_build_tools_tls.py), the Python virtual
-# environment in .venv, and the local cluster's binaries (built from Go modules into
+# environment in .venv (and checkov's in .venv-scan), and the local cluster's binaries (built from Go modules into
 # ~/.cache/otactl). Idempotent: what is there already is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +45,15 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test]'
   touch "$stamp"
+fi
+
+# checkov scans the rendered manifests (scripts/scan.sh, `make lint`). It pins many libraries
+# of its own, so it lives in a virtual environment of its own.
+checkov_version=3.3.30
+if [[ "$(.venv-scan/bin/checkov --version 2>/dev/null)" != "$checkov_version" ]]; then
+  echo "setup: installing checkov $checkov_version into .venv-scan" >&2
+  python3 -m venv .venv-scan
+  .venv-scan/bin/pip install -q "checkov==$checkov_version"
 fi
 
 contrib/local-cluster/build.sh >/dev/null

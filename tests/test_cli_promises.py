@@ -95,6 +95,12 @@ def test_render_removes_the_ingress_set_once_ingress_is_off(tmp_path: Path):
     off = run_otactl("--generated", gen, "render")
     assert off.returncode == 0, off.stderr
     assert not ingress.exists()  # a stale set would be applied by the next `up`
+    assert sorted(p.name for p in ingress.parent.iterdir()) == [
+        "infra.yaml", "network.yaml", "services.yaml",
+    ]  # fmt: skip
+    # The same for the NetworkPolicies (issue 15).
+    off = run_otactl("--generated", gen, "render", "--set", "network_policy.enabled=false")
+    assert off.returncode == 0, off.stderr
     assert sorted(p.name for p in ingress.parent.iterdir()) == ["infra.yaml", "services.yaml"]
 
 

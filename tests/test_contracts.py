@@ -356,3 +356,14 @@ def test_short_encryption_password_in_a_kept_file_is_replaced_once(tmp_path: Pat
     again = secretstore.load_or_create(tmp_path)
     assert again.notes == ()  # said once
     assert again.keyserver_db_encryption_password == upgraded.keyserver_db_encryption_password
+
+
+def test_a_read_only_root_filesystem_refuses_a_store_outside_the_volumes(docs: Docs):
+    """Issue 15: the images' root filesystems are read-only; a store path moved off its
+    volume fails as the real image would (EROFS), even under the image's own writable dirs."""
+    broken = copy.deepcopy(docs)
+    _config(broken, "tuf-reposerver")["LOCAL_STORAGE_ROOT"] = "/opt/tuf-reposerver/targets"
+    found = _broken(_evaluate_all(broken)["tuf-reposerver"])
+    assert "mounted read-only (readOnlyRootFilesystem)" in found["reposerver-targets-writable"]
+    _container(broken, "tuf-reposerver")["securityContext"]["readOnlyRootFilesystem"] = False
+    assert "reposerver-targets-writable" not in _broken(_evaluate_all(broken)["tuf-reposerver"])

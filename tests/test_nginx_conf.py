@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import getpass
+import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -196,3 +198,62 @@ def test_reverse_proxy_web_ui_behind_an_ingress_requires_the_generated_basic_aut
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_gateway_runs_as_an_unprivileged_user_with_everything_but_tmp_read_only(tls_dir: Path):
+    """Issue 15: the pods start nginx as the image's nginx user (uid/gid 101), with the
+    Secret's files 0440 to that group (fsGroup), the config root's and read-only, and only
+    an emptyDir /tmp writable: the rendered config needs nothing more (the real nginx, as
+    uid 101, with the pod's arguments)."""
+    nginx = require_binary("nginx", "/usr/sbin/nginx")
+    root = Path(tempfile.mkdtemp(prefix="otactl-nginx-"))  # outside pytest's 0700 folders
+    try:
+        root.chmod(0o755)
+        tls = root / "tls"
+        tls.mkdir(mode=0o750)
+        os.chown(tls, 0, 101)
+        for name in ("server.chain.pem", "server.key", "ca.crt", "crl.pem"):
+            shutil.copy(tls_dir / name, tls / name)
+            os.chown(tls / name, 0, 101)
+            (tls / name).chmod(0o440)
+        run = root / "tmp"
+        run.mkdir()
+        run.chmod(0o1777)
+        status = free_port()
+        conf = root / "nginx.conf"
+        text = render.gateway_nginx_conf(
+            load_values(), tls_dir=tls, runtime_dir=run, upstreams=_local_upstreams(9),
+            listen_port=free_port(), plain_ports=(status,),
+        )  # fmt: skip
+        conf.write_text(text)
+        conf.chmod(0o444)
+        # The container's stdout and stderr belong to its user (runc chowns PID 1's stdio,
+        # libcontainer fixStdioPermissions): the config's access_log /dev/stdout opens them.
+        logs = {}
+        for stream in ("stdout", "stderr"):
+            (root / stream).touch(mode=0o600)
+            os.chown(root / stream, 101, 101)
+            logs[stream] = (root / stream).open("w")
+        args = ["-c", str(conf), "-e", "stderr", "-g", "daemon off;"]
+        cmd = ["setpriv", "--reuid=101", "--regid=101", "--clear-groups", nginx, *args]
+        proc = subprocess.Popen(cmd, stdout=logs["stdout"], stderr=logs["stderr"])
+        try:
+            try:
+                wait_for_port(status, proc=proc)
+            except RuntimeError:
+                pytest.fail(f"nginx as uid 101 did not start: {(root / 'stderr').read_text()}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{status}/healthz", timeout=5) as r:
+                assert r.status == 200
+            master = Path(f"/proc/{proc.pid}/status").read_text()
+            assert "\nUid:\t101\t101\t101\t101\n" in master
+            assert sorted(p.name for p in run.iterdir())  # the pid and temporary files
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            for log in logs.values():
+                log.close()
+        err = (root / "stderr").read_text()
+        assert "Permission denied" not in err and "emerg" not in err, err
+        assert "GET /healthz" not in (root / "stdout").read_text()  # access_log off there
+    finally:
+        shutil.rmtree(root)

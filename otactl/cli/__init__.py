@@ -95,11 +95,14 @@ def _register() -> None:
         gke,
         local_cluster,
         pki_cmd,
+        rbac_cmd,
         render_cmd,
         service_cmd,
     )
 
-    for module in (config_cmd, render_cmd, pki_cmd, deploy_cmd, service_cmd, credentials_cmd):
+    for module in (
+        config_cmd, render_cmd, pki_cmd, deploy_cmd, service_cmd, credentials_cmd, rbac_cmd,
+    ):  # fmt: skip
         module.register(app)
     app.add_typer(local_cluster.app, name="local-cluster")
     app.add_typer(gke.app, name="gke")

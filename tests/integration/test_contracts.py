@@ -109,6 +109,19 @@ RUNS: dict[str, tuple[list[dict[str, Any]], tuple[str, ...]]] = {
         [_spec("StatefulSet", "kafka", "enableServiceLinks", delete=True)],
         ("timeouts.infra=20",),
     ),
+    # Issue 15: a pod weaker than the namespace's Pod Security level (the API server's own
+    # admission refuses it; the local cluster's stand-in plays no part).
+    "kafka-weakened": (
+        [
+            _spec(
+                "StatefulSet",
+                "kafka",
+                "containers.0.securityContext.capabilities.add",
+                value=["NET_ADMIN"],
+            ),
+        ],
+        ("timeouts.infra=20",),
+    ),
     "services-1": (
         [
             _spec(
@@ -253,6 +266,25 @@ def test_the_other_services_of_a_broken_run_start(runs: Any, local_cluster: Any)
     assert {"tuf-reposerver", "director", "director-daemon", "app"}.isdisjoint(ready)
     assert {"campaigner-daemon", "campaigner", "tuf-keyserver"}.isdisjoint(ready)
     assert {"gateway-deployment", "reverse-proxy"} <= ready
+
+
+def test_a_pod_weaker_than_the_namespace_level_is_refused_with_the_reason(
+    runs: Any, local_cluster: Any
+) -> None:
+    run = runs("kafka-weakened")
+    assert run.proc.returncode == 7, run.proc.stderr
+    errors = [line for line in run.proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in run.proc.stderr, run.proc.stderr
+    about = _explanation(run.proc.stderr, "StatefulSet", "kafka", run.ns)
+    assert (
+        'its pods are refused: pods "kafka-0" is forbidden: violates PodSecurity '
+        '"baseline:latest": non-default capabilities (container "kafka" must not include '
+        '"NET_ADMIN" in securityContext.capabilities.add)'
+    ) in about, about
+    ns = json.loads(local_cluster.kubectl("get", "namespace", run.ns, "-o", "json").stdout)
+    labels = ns["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
 
 
 def _proxy_get(cluster: Any, ns: str, service: str, path: str) -> Any:

@@ -405,9 +405,15 @@ def writable_why(
 ) -> str | None:
     """None when the image's user can write `path`; else why not."""
     uid = _run_as(pod, container, contract)
+    mount = _mount_for(container, path)
+    if mount is None and (container.get("securityContext") or {}).get("readOnlyRootFilesystem"):
+        # The container runtime mounts the image's filesystem read-only: root cannot write
+        # it either (EROFS).
+        return (
+            f"{path} is on the image's own filesystem, mounted read-only (readOnlyRootFilesystem)"
+        )
     if uid == 0:
         return None
-    mount = _mount_for(container, path)
     if mount is None:
         if any(path == w or path.startswith(w.rstrip("/") + "/") for w in contract.writable):
             return None

@@ -1,0 +1,49 @@
+"""`otactl rbac`: the RBAC objects CI needs to run otactl as a ServiceAccount."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from otactl.cli._common import (
+    ConfigOpt,
+    NamespaceOpt,
+    Output,
+    ProfileOpt,
+    SetOpt,
+    echo,
+    emit_json,
+    state,
+)
+
+
+def rbac(
+    ctx: typer.Context,
+    account: Annotated[
+        str, typer.Option("--service-account", help="Name of CI's ServiceAccount.")
+    ] = "otactl-ci",
+    output: Annotated[Output, typer.Option("--output", "-o", help="text (YAML) or json.")] = (
+        Output.text
+    ),
+    namespace: NamespaceOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Print the Role, ClusterRole, ServiceAccount and bindings that `up`, `down`,
+    `status`, `health` and `new-device` need (apply them once as an administrator)."""
+    import yaml
+
+    from otactl import security
+
+    values = state(ctx, config, set_, profile, namespace).values()
+    docs = security.ci_rbac(values.namespace, account)
+    if output is Output.json:
+        emit_json({"apiVersion": "v1", "kind": "List", "items": docs})
+    else:
+        echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rbac")(rbac)
