@@ -474,11 +474,16 @@ def _plan(
         "kind": "Namespace",
         "metadata": {"name": ns, "labels": security.namespace_labels(level)},
     }
-    if opts.dry_run and cluster.get("Namespace", None, ns) is None:
+    current = cluster.get("Namespace", None, ns)
+    if opts.dry_run and current is None:
         applier.missing_namespaces.add(ns)
-    changed = applier.apply([namespace if ns == "default" else _labelled(namespace)])
-    changed += applier.apply(policies)
-    done(changed_text(changed))
+    if applier.apply([namespace if ns == "default" else _labelled(namespace)]):
+        said = "would create" if opts.dry_run else "created"
+        if current is not None:
+            said = "would relabel" if opts.dry_run else "relabelled"
+    else:
+        said = "present"
+    done(f"{said}; NetworkPolicies: {changed_text(applier.apply(policies))}")
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)
