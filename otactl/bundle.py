@@ -984,15 +984,16 @@ def new_devices(
     handed to the workers are finished and recorded first, then the error propagates.
     `progress` gets the number of bundles each step finished (made or skipped).
     """
-    from otactl.pki import load_issuer, utcnow
+    from otactl.locks import folder_lock
+    from otactl.pki import ServerFiles, load_issuer, utcnow
 
     now = now or utcnow()
-    files_ca, files_key, root = _load_device_ca(server_dir)
-    from otactl.pki import ServerFiles
-
     sf = ServerFiles(server_dir)
-    # Fail early and in one line on a broken CA rather than in every worker.
-    load_issuer(sf.device_ca, sf.device_ca_key, now=now)
+    # Not while another run writes the PKI (a key without its certificate yet).
+    with folder_lock(server_dir, "device CA", create=False):
+        files_ca, files_key, root = _load_device_ca(server_dir)
+        # Fail early and in one line on a broken CA rather than in every worker.
+        load_issuer(sf.device_ca, sf.device_ca_key, now=now)
     validate_hardware_id(opts.device.hardware_id)
     sota_toml(opts.device.format, opts.gateway_url, opts.device, opts.device.hardware_id)
     devices = ensure_private_dir(sf.devices)

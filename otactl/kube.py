@@ -178,6 +178,11 @@ class Link:
             self.notify(f"API server unreachable for {gone:.0f} s ({cause}), retrying")
         return ClusterUnreachable(self.message(cause))
 
+    def ever_answered(self) -> bool:
+        """Whether the API server has answered any request on this link."""
+        with self._lock:
+            return self._last_ok != float("-inf")
+
     def unreachable_for(self) -> float | None:
         """Seconds since the API server stopped answering, or None while it answers."""
         with self._lock:
@@ -277,8 +282,17 @@ class Cluster:
             import urllib3
 
             if isinstance(e, urllib3.exceptions.HTTPError | OSError):
-                cause = getattr(e, "reason", None) or e
-                raise self.link.failed(_short(cause), started, silent_since) from e
+                cause = _short(getattr(e, "reason", None) or e)
+                if cause == "connection refused" and not self.link.ever_answered():
+                    # Nothing listens there (a wrong address, a stopped cluster): retrying
+                    # would only delay the answer. A connection refused after an answer is
+                    # an API server restarting, and is waited for.
+                    raise ClusterUnreachable(
+                        f"cannot reach the Kubernetes API at {self.target.server}: "
+                        "connection refused (nothing listens there: is the cluster running?)",
+                        transient=False,
+                    ) from e
+                raise self.link.failed(cause, started, silent_since) from e
             raise
         self.link.answered()
         return resp

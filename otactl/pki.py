@@ -26,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir, write_atomic, write_private
+from otactl.locks import folder_lock, holding_folder
 
 if TYPE_CHECKING:
     from otactl.config import Values
@@ -506,7 +507,11 @@ def revoke(
 ) -> Revocation:
     """Add `cert` to the device CRL (re-signed, written atomically). Revoking twice is a
     no-op that reports the first revocation."""
-    now = now or utcnow()
+    with folder_lock(files.root):
+        return _revoke(files, cert, now or utcnow())
+
+
+def _revoke(files: ServerFiles, cert: x509.Certificate, now: dt.datetime) -> Revocation:
     issuer = load_issuer(files.device_ca, files.device_ca_key, now=now)
     if not _signed_by(cert, issuer.cert):
         raise PkiError("the certificate was not issued by this server's device CA")
@@ -587,6 +592,7 @@ def _gateway_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
     }
 
 
+@holding_folder
 def ensure_server_pki(
     server_dir: Path,
     server_name: str,
@@ -877,6 +883,7 @@ def check_client_name(name: str) -> str:
     return name
 
 
+@holding_folder
 def ensure_build_tools_ca(
     server_dir: Path, settings: PkiSettings, *, now: dt.datetime | None = None
 ) -> tuple[Issuer, list[str]]:
@@ -948,6 +955,7 @@ def _build_tools_crl(files: BuildToolsFiles, issuer: Issuer) -> x509.Certificate
     raise PkiError(f"{files.crl}: holds no CRL signed by the build-tools CA")
 
 
+@holding_folder
 def ensure_build_tools_client(
     server_dir: Path, name: str, settings: PkiSettings, *, now: dt.datetime | None = None
 ) -> BuildToolsClient:
@@ -976,6 +984,7 @@ def ensure_build_tools_client(
     return BuildToolsClient(name, cert, key, issued=True, ca=issuer)
 
 
+@holding_folder
 def revoke_build_tools_client(
     server_dir: Path, name: str, *, now: dt.datetime | None = None
 ) -> Revocation:

@@ -84,6 +84,9 @@ def state(
     namespace: str | None = None,
 ) -> State:
     """The global state, with a command's own values options laid over the global ones."""
+    from otactl import locks
+
+    locks.on_wait(info)  # a run waiting for another one's lock on generated/ says so
     if namespace is not None:
         sets = [*(sets or []), f"namespace={namespace}"]
     obj = ctx.find_root().obj
