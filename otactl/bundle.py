@@ -951,11 +951,15 @@ class BatchSummary:
 
 def _load_device_ca(server_dir: Path) -> tuple[bytes, bytes, bytes]:
     from otactl.pki import ServerFiles
+    from otactl.project import elsewhere_hint
 
     files = ServerFiles(server_dir)
     for path in (files.device_ca, files.device_ca_key, files.server_ca):
         if not path.exists():
-            raise PkiError(f"{path} is missing: run `otactl new-server` first")
+            raise PkiError(
+                f"{path.absolute()} is missing: run `otactl new-server` first"
+                + elsewhere_hint(server_dir)
+            )
     return (
         files.device_ca.read_bytes(),
         files.device_ca_key.read_bytes(),

@@ -362,8 +362,9 @@ def user_config_path(explicit: Path | None) -> Path | None:
     env = os.environ.get("OTACTL_CONFIG")
     if env:
         return Path(env)
-    local = Path("otactl.yaml")
-    return local if local.is_file() else None
+    from otactl.project import config_file
+
+    return config_file()
 
 
 def load_values(

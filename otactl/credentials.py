@@ -469,7 +469,12 @@ def _credentials_for_values(
     try:
         server_ca_pem = ca.read_bytes()
     except FileNotFoundError:
-        raise PkiError(f"{ca} is missing: run `otactl new-server` first") from None
+        from otactl.project import elsewhere_hint
+
+        raise PkiError(
+            f"{ca.absolute()} is missing: run `otactl new-server` first"
+            + elsewhere_hint(server_dir)
+        ) from None
     tls, issued = client_tls(
         server_dir, client, PkiSettings(**values.pki.model_dump()), server_ca_pem
     )

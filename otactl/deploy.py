@@ -7,6 +7,7 @@ are made. So a second `up` changes nothing, and an interrupted one converges whe
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import hashlib
 import json
@@ -403,6 +404,36 @@ def _plan(
     credentials_step: Callable[[str, float], Path] | None,
     health_step: Callable[[tuple[str, ...], float], None] | None,
 ) -> UpResult:
+    # The installation's Lease, taken once its namespace exists, is released on the way out.
+    with contextlib.ExitStack() as held:
+        return _steps(
+            cluster, values, server_dir, opts, report, credentials_step, health_step, held
+        )
+
+
+def _hold_installation(
+    cluster: Cluster, namespace: str, report: Report, held: contextlib.ExitStack
+) -> None:
+    """Take the Lease that keeps a second `up` or `down` out while this one runs (exit 14);
+    `held` releases it."""
+    from otactl import lease
+
+    report(Phase("lock", "start", f"Lease {namespace}/{lease.NAME}", time.time()))
+    took: list[str] = []
+    held.enter_context(lease.holding(cluster, namespace, took.append))
+    report(Phase("lock", "done", took[0] if took else "held", time.time()))
+
+
+def _steps(
+    cluster: Cluster,
+    values: Values,
+    server_dir: Path,
+    opts: UpOptions,
+    report: Report,
+    credentials_step: Callable[[str, float], Path] | None,
+    health_step: Callable[[tuple[str, ...], float], None] | None,
+    held: contextlib.ExitStack,
+) -> UpResult:
     result = UpResult()
     deadline = _Deadline(opts.timeout)
     ns = values.namespace
@@ -434,6 +465,8 @@ def _plan(
             applier.missing_namespaces.add(ns)
         changed = applier.apply([_labelled(namespace)])
         done("created" if changed else "present")
+    if not opts.dry_run:
+        _hold_installation(cluster, ns, report, held)
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)
@@ -546,7 +579,8 @@ def down(
     kinds = OWNED_KINDS + (("PersistentVolumeClaim",) if purge else ())
     targets = []
     end = time.monotonic() + timeout
-    with cluster.patience(end):
+    with cluster.patience(end), contextlib.ExitStack() as held:
+        _hold_installation(cluster, ns, report, held)
         for kind in kinds:
             items, _ = cluster.list_objects(kind, ns, MANAGED_SELECTOR)
             for obj in items:

@@ -14,6 +14,7 @@ Exit codes (documented in the README):
  11  GKE quota exhausted (429, RESOURCE_EXHAUSTED, 403 insufficient quota)
  12  GKE cluster not found (404)
  13  copying a bundle to a device over SSH failed (host key, login, transfer)
+ 14  another otactl run holds the installation (its Lease) or generated/ folder
 """
 
 from __future__ import annotations
@@ -139,3 +140,10 @@ class PushError(OtactlError):
     """A device bundle could not be copied to a device over SSH."""
 
     exit_code = 13
+
+
+class InstallationBusy(OtactlError):
+    """Another otactl run holds the installation's Lease (`up`, `down`): the message names
+    it (host, pid, command, since when)."""
+
+    exit_code = 14

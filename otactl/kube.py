@@ -53,6 +53,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
     "Job": ("/apis/batch/v1", "jobs", True),
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
 }
 # (connect, read) seconds. A request the API server has not answered within the read timeout
 # is taken as lost and retried (apply, get, list and delete are idempotent).
@@ -313,10 +314,12 @@ class Cluster:
         content_type: str | None = None,
         ok_missing: bool = False,
         retry_conflict: bool = False,
+        ok_conflict: bool = False,
         deadline: float | None = None,
     ) -> dict[str, Any] | None:
         """A JSON request with otactl's retry and error policy. `what` names the verb and
-        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`.
+        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`,
+        409 → None if `ok_conflict`.
 
         No answer, 429 (after its Retry-After), 500, 502-504, and 409 when `retry_conflict`
         are tried again with backoff until `deadline` (monotonic; default: the `patience`
@@ -336,7 +339,7 @@ class Cluster:
             data = resp.read()
             if 200 <= status < 300:
                 return json.loads(data) if data else {}
-            if status == 404 and ok_missing:
+            if (status == 404 and ok_missing) or (status == 409 and ok_conflict):
                 return None
             retryable = (
                 status in TRANSIENT
@@ -431,14 +434,46 @@ class Cluster:
         assert result is not None
         return result
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create an object; None when one of that name exists already (409)."""
+        meta = obj["metadata"]
+        path = _resource_path(obj["kind"], meta.get("namespace"))
+        return self.request("POST", path, body=obj, what=f"create {ref(obj)}", ok_conflict=True)
+
+    def replace(
+        self, obj: dict[str, Any], *, deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        """Replace an object as of its metadata.resourceVersion; None when it changed since
+        (409: someone else wrote it first)."""
+        meta = obj["metadata"]
+        path = _resource_path(obj["kind"], meta.get("namespace"), meta["name"])
+        what = f"replace {ref(obj)}"
+        return self.request("PUT", path, body=obj, what=what, ok_conflict=True, deadline=deadline)
+
     def delete(
-        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+        resource_version: str | None = None,
+        deadline: float | None = None,
     ) -> bool:
-        """Delete one object; False when it was already gone."""
+        """Delete one object (only as of `resource_version`, when given); False when it was
+        already gone or had changed since."""
         path = _resource_path(kind, namespace, name)
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation
+        }  # fmt: skip
+        if resource_version is not None:
+            body["preconditions"] = {"resourceVersion": resource_version}
         what = f"delete {kind} {namespace + '/' if namespace else ''}{name}"
-        return self.request("DELETE", path, body=body, what=what, ok_missing=True) is not None
+        done = self.request(
+            "DELETE", path, body=body, what=what, ok_missing=True, ok_conflict=True,
+            deadline=deadline,
+        )  # fmt: skip
+        return done is not None
 
     def watch(
         self,

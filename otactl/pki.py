@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir, write_atomic, write_private
 from otactl.locks import folder_lock, holding_folder
+from otactl.project import remember_server
 
 if TYPE_CHECKING:
     from otactl.config import Values
@@ -642,6 +643,7 @@ def ensure_server_pki(
         write_atomic(files.server_ca, cert_pem(cert))
         server_ca = Issuer(cert, key)
         out.created.append("server CA")
+        remember_server(server_dir)
 
     dns_names = [server_name, *extra_dns_names]
     have_gateway = _load_pair(files.server_cert, files.server_key, "gateway certificate")

@@ -99,3 +99,48 @@ def test_a_refused_connection_to_the_api_server_is_exit_4_at_once(tmp_path: Path
         f"error: cannot reach the Kubernetes API at http://127.0.0.1:{port}: connection "
         "refused (nothing listens there: is the cluster running?)\n"
     )  # one line, and no "retrying" notices before it
+
+
+def test_generated_is_found_walking_up_and_no_second_ca_is_made_elsewhere(
+    tmp_path: Path,
+) -> None:
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}  # the list of CAs otactl made
+    project = tmp_path / "project"
+    project.mkdir()
+    assert run_otactl("new-server", cwd=project, env=state).returncode == 0
+    server = project / "generated" / "ota-ce.example.com"
+    assert (server / "ca.key").exists()
+
+    # From a sub-folder: the project's generated/ (as git finds .git), not a new one.
+    deep = project / "src" / "deep"
+    deep.mkdir(parents=True)
+    made = run_otactl("new-device", "--no-register", "kiosk-1", "-o", "json", cwd=deep, env=state)
+    assert made.returncode == 0, made.stderr
+    assert Path(json.loads(made.stdout)["path"]).resolve().parent == (server / "devices")
+    assert not (deep / "generated").exists()
+    # otactl.yaml marks a project too: its values are read from a sub-folder
+    (project / "otactl.yaml").write_text("tenant: from-the-project\n")
+    shown = run_otactl("config", "show", "-o", "json", cwd=deep, env=state)
+    assert json.loads(shown.stdout)["tenant"] == "from-the-project"
+
+    # Outside any project: absolute paths, and where the PKI is.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = run_otactl("new-device", "--no-register", "kiosk-2", cwd=elsewhere, env=state)
+    assert lost.returncode == 3
+    assert lost.stderr == (
+        f"error: {elsewhere / 'generated' / 'ota-ce.example.com' / 'devices' / 'ca.crt'} is "
+        f"missing: run `otactl new-server` first; otactl made a server PKI in {server}: run "
+        f"otactl from {project}, or pass --generated {project / 'generated'}\n"
+    )
+    # ... and no second CA there without an explicit --generated
+    refused = run_otactl("new-server", cwd=elsewhere, env=state)
+    assert refused.returncode == 3
+    assert refused.stderr.startswith(
+        f"error: no generated/ or otactl.yaml in {elsewhere} or any folder above, and otactl "
+        f"made a server PKI in {server}: run otactl from {project}"
+    )
+    assert not (elsewhere / "generated").exists()
+    meant = run_otactl("--generated", "generated", "new-server", cwd=elsewhere, env=state)
+    assert meant.returncode == 0, meant.stderr
+    assert (elsewhere / "generated" / "ota-ce.example.com" / "ca.key").exists()

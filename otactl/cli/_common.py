@@ -14,6 +14,7 @@ import typer
 if TYPE_CHECKING:
     from otactl.config import Values
     from otactl.kube import Cluster
+    from otactl.project import Location
 
 
 class Output(StrEnum):
@@ -30,6 +31,7 @@ class State:
     profile: str | None = None
     generated: Path = Path("generated")
     debug: bool = False
+    location: Location | None = None  # where generated/ is, once `state()` looked
     _values: Values | None = None
 
     def values(self) -> Values:
@@ -43,6 +45,14 @@ class State:
     def server_dir(self) -> Path:
         """`generated/<server name>/`: PKI, secrets, device bundles."""
         return self.generated / self.values().server_name
+
+    def refuse_second_ca(self) -> None:
+        """Before a command that makes a server CA when missing (new-server, up): not outside
+        any project while otactl's CA lives in another folder (unless --generated)."""
+        from otactl.project import check_new_ca
+
+        if self.location is not None:
+            check_new_ca(self.location, self.server_dir())
 
 
 # The values options are accepted after the command too (`otactl render --set a=b`).
@@ -91,6 +101,14 @@ def state(
         sets = [*(sets or []), f"namespace={namespace}"]
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
+    if obj.location is None:
+        from otactl.project import locate
+
+        # --generated or $OTACTL_GENERATED as given; otherwise the project's generated/,
+        # found walking up from the current folder. (By name: typer ships its own click.)
+        source = ctx.find_root().get_parameter_source("generated")
+        obj.location = locate(obj.generated, getattr(source, "name", "DEFAULT") != "DEFAULT")
+        obj.generated = obj.location.generated
     if config is not None:
         obj.config = config
     if sets:

@@ -136,6 +136,8 @@ def register(app: typer.Typer) -> None:
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
+        if not dry_run:
+            st.refuse_second_ca()
         cluster = connect(kubeconfig, context)
         caller = cluster.service_caller(values.namespace)
         server_dir = st.server_dir()
