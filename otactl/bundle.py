@@ -801,22 +801,6 @@ def _read_info(path: Path) -> dict[str, Any]:
     return data
 
 
-@contextlib.contextmanager
-def _batch_lock(devices: Path) -> Iterator[None]:
-    """One batch at a time per server: two runs would hand the same name two uuids."""
-    import fcntl
-
-    fd = os.open(devices / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PkiError(f"{devices}: another otactl new-device is running") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def _remove_partial(devices: Path) -> None:
     """Staging folders hold bundles a run never committed (killed): drop them."""
     with os.scandir(devices) as it:
@@ -1006,7 +990,9 @@ def new_devices(
     initargs = (files_ca, files_key, root, devices, opts, now)
 
     try:
-        with _batch_lock(devices):
+        # One batch at a time per server (two would hand the same name two uuids): a second
+        # one waits, saying for whom, then skips the names the first one made.
+        with folder_lock(devices, "device bundles"):
             _remove_partial(devices)
             manifest = Manifest(devices).load()
 

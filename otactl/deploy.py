@@ -40,6 +40,8 @@ MANAGED_LABELS = {
 OWNED_KINDS = ("Ingress", "Deployment", "StatefulSet", "Job", "Service", "ConfigMap", "Secret")
 HEALTH_GATES = ("director", "tuf-keyserver", "tuf-reposerver")
 SQL_HASH = "otactl.io/sql-hash"
+# On a namespace `up` created (and only then): `down --purge` deletes it.
+CREATED_NAMESPACE = "otactl.io/created-by"
 TLS_HASH = "otactl.io/tls-hash"
 TLS_USERS = ("gateway-deployment", "reverse-proxy")
 BUILD_TOOLS_SECRET = "build-tools-ca"
@@ -132,6 +134,10 @@ def build_tools_secret(values: Values, server_dir: Path) -> dict[str, Any]:
     files = pki.BuildToolsFiles.of(server_dir).secret_files()
     data = {key: path.read_bytes() for key, path in files.items()}
     return secret_object(BUILD_TOOLS_SECRET, values.namespace, data, "reverse-proxy")
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return dict(obj.get("metadata", {}).get("annotations") or {})
 
 
 def _component(obj: dict[str, Any]) -> str:
@@ -460,9 +466,17 @@ def _steps(
 
     if ns != "default":
         done = phase("namespace", ns)
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        if opts.dry_run and cluster.get("Namespace", None, ns) is None:
+        namespace: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns},
+        }
+        current = cluster.get("Namespace", None, ns)
+        if opts.dry_run and current is None:
             applier.missing_namespaces.add(ns)
+        if current is None or CREATED_NAMESPACE in _annotations(current):
+            # Kept on every later apply: an apply that left it out would remove it.
+            namespace["metadata"]["annotations"] = {CREATED_NAMESPACE: "otactl up"}
         changed = applier.apply([_labelled(namespace)])
         done("created" if changed else "present")
     if not opts.dry_run:
@@ -590,8 +604,8 @@ def down(
         wait_deleted(cluster, targets, max(1.0, end - time.monotonic()), report, "down")
         if purge and ns != "default":
             namespace = cluster.get("Namespace", None, ns)
-            labels = (namespace or {}).get("metadata", {}).get("labels") or {}
-            if labels.get("app.kubernetes.io/managed-by") == "otactl":
+            # Only one `up` created: a namespace that was there before stays.
+            if namespace is not None and CREATED_NAMESPACE in _annotations(namespace):
                 cluster.delete("Namespace", None, ns)
                 left = max(1.0, end - time.monotonic())
                 wait_deleted(cluster, [Target("Namespace", "", ns)], left, report, "down")

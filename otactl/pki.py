@@ -577,8 +577,9 @@ def _load_pair(cert_path: Path, key_path: Path, what: str) -> bool:
     if has_cert != has_key:
         present, missing = (cert_path, key_path) if has_cert else (key_path, cert_path)
         raise PkiError(
-            f"{what}: {present} exists but {missing} is missing; restore it, or remove "
-            f"{present} to create a new {what} (devices trusting the old one will break)"
+            f"{what}: {present} exists but {missing} is missing; restore {missing} from "
+            f"your backup (otactl makes no new {what} next to the old one's files: what "
+            "trusts the old one would break)"
         )
     return has_cert
 
@@ -593,7 +594,6 @@ def _gateway_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
     }
 
 
-@holding_folder
 def ensure_server_pki(
     server_dir: Path,
     server_name: str,
@@ -618,14 +618,35 @@ def ensure_server_pki(
     - the gateway certificate is issued when missing or when `renew_server_cert` (fresh
       key, current SANs), from the existing server CA;
     - `devices/crl.pem` starts as an empty CRL of the device CA.
+
+    Holds the folder's lock: concurrent runs never see half of what another one makes.
     """
-    now = now or utcnow()
     files = ServerFiles(server_dir)
-    out = ServerPki(files)
     if (device_ca_cert is None) != (device_ca_key is None):
         raise ConfigError("--device-ca-cert and --device-ca-key go together")
     if device_ca_crl is not None and device_ca_cert is None and not files.device_ca.exists():
         raise ConfigError("--device-ca-crl needs --device-ca-cert and --device-ca-key")
+    with folder_lock(server_dir, "server PKI"):
+        return _ensure_server_pki(
+            files, server_name, settings, extra_dns_names, extra_ips, renew_server_cert,
+            device_ca_cert, device_ca_key, device_ca_crl, now or utcnow(),
+        )  # fmt: skip
+
+
+def _ensure_server_pki(
+    files: ServerFiles,
+    server_name: str,
+    settings: PkiSettings,
+    extra_dns_names: Sequence[str],
+    extra_ips: Sequence[str],
+    renew_server_cert: bool,
+    device_ca_cert: Path | None,
+    device_ca_key: Path | None,
+    device_ca_crl: Path | None,
+    now: dt.datetime,
+) -> ServerPki:
+    server_dir = files.root
+    out = ServerPki(files)
     ensure_private_dir(files.root)
     ensure_private_dir(files.devices)
 

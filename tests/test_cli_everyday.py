@@ -56,7 +56,7 @@ def test_a_run_that_must_wait_names_the_holder_then_goes_on(tmp_path: Path) -> N
         run = _start("--generated", "gen", "new-server", cwd=tmp_path)
         assert run.stderr is not None
         line = run.stderr.readline()
-        assert line.startswith(f"waiting for {server.resolve()}: `"), line
+        assert line.startswith(f"waiting for {server.resolve()} (server PKI): `"), line
         assert f"(pid {os.getpid()} on {socket.gethostname()}, since " in line
         assert run.poll() is None  # still waiting while the lock is held
     assert run.wait(timeout=120) == 0
@@ -144,3 +144,31 @@ def test_generated_is_found_walking_up_and_no_second_ca_is_made_elsewhere(
     meant = run_otactl("--generated", "generated", "new-server", cwd=elsewhere, env=state)
     assert meant.returncode == 0, meant.stderr
     assert (elsewhere / "generated" / "ota-ce.example.com" / "ca.key").exists()
+
+
+def test_two_batches_at_once_make_each_device_once(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
+    assert run_otactl("--generated", "gen", "new-server", cwd=tmp_path).returncode == 0
+    batch = [
+        "--generated",
+        "gen",
+        "new-device",
+        "--no-register",
+        "--count",
+        "40",
+        "--prefix",
+        "car",
+    ]
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "otactl", *batch, "-o", "json"], cwd=tmp_path,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    for code, _, err in results:
+        assert code == 0, err
+    made = sorted(json.loads(out)["created"] for _, out, _ in results)
+    assert sum(made) == 40  # each name once: the second waited, then skipped them
+    manifest = tmp_path / "gen" / "ota-ce.example.com" / "devices" / "manifest.jsonl"
+    names = [json.loads(line)["name"] for line in manifest.read_text().splitlines()]
+    assert sorted(names) == [f"car-{i:04d}" for i in range(1, 41)]

@@ -405,9 +405,18 @@ def test_bundles_carry_the_gateway_port_the_cluster_really_exposes(deployment: D
 
 def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deployment: Deployment):
     assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    rendered = run_otactl(*deployment.args("render"))  # files that hold the Secrets' values
+    assert rendered.returncode == 0, rendered.stderr
+    templates = deployment.generated / "templates"
+    assert (templates / "services.yaml").exists()
     refused = deployment.otactl("down", "--purge")  # no terminal, no --yes
     assert refused.returncode == 2
-    assert refused.stderr.strip() == "error: --purge deletes data and keys: confirm with --yes"
+    # the cluster first, as `up` says it
+    server = deployment.cluster.info.api_url
+    assert refused.stderr == (
+        f"cluster: {server} (otactl-local)\n"
+        "error: --purge deletes data and keys: confirm with --yes\n"
+    ), refused.stderr
     assert (deployment.server_dir / "ca.key").exists()
     assert (
         "data-mysql-0"
@@ -416,7 +425,9 @@ def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deploymen
 
     purged = deployment.otactl("down", "--purge", "--yes", "--timeout", "120")
     assert purged.returncode == 0, purged.stderr
+    assert purged.stderr.startswith(f"cluster: {server} (otactl-local)\n")
     assert not deployment.server_dir.exists()
+    assert not templates.exists()
     left = deployment.cluster.kubectl(
         "get", "pvc,deploy,sts,secret", "-n", deployment.ns,
         "-l", "app.kubernetes.io/part-of=ota-ce", "-o", "name", check=False,
@@ -425,6 +436,15 @@ def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deploymen
     # otactl created the namespace, so --purge removes it too
     gone = deployment.cluster.kubectl("get", "namespace", deployment.ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_down_purge_keeps_a_namespace_that_up_did_not_create(deployment: Deployment):
+    deployment.cluster.kubectl("create", "namespace", deployment.ns)
+    assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    purged = deployment.otactl("down", "--purge", "--yes", "--timeout", "120")
+    assert purged.returncode == 0, purged.stderr
+    left = deployment.cluster.kubectl("get", "namespace", deployment.ns, "-o", "json")
+    assert json.loads(left.stdout)["status"]["phase"] == "Active"
 
 
 def test_dry_run_from_nothing_writes_nothing_anywhere(deployment: Deployment):
