@@ -172,10 +172,9 @@ class _Lease:
     def release(self) -> None:
         self.stop.set()
         if self.thread is not None:
-            self.thread.join()
-        current = self.current
-        if current is None:
-            return
+            self.thread.join(timeout=1.0)  # a renewal in flight cannot write it back anyway
+        if self.current is None or self.cluster.link.unreachable_for() is not None:
+            return  # an API server that does not answer would only delay the exit
         with contextlib.suppress(ClusterError):  # unreleased, it expires by itself
             end = time.monotonic() + RELEASE_PATIENCE
             found = self.cluster.get("Lease", self.namespace, NAME, deadline=end)
