@@ -14,7 +14,7 @@ Exit codes (documented in the README):
  11  GKE quota exhausted (429, RESOURCE_EXHAUSTED, 403 insufficient quota)
  12  GKE cluster not found (404)
  13  copying a bundle to a device over SSH failed (host key, login, transfer)
- 14  another otactl run holds the installation (its Lease) or generated/ folder
+ 14  another otactl run holds the installation (its Lease: `up`, `down`)
 """
 
 from __future__ import annotations
