@@ -15,7 +15,7 @@ demo: setup ## Local cluster, otactl up, a device bundle, health: the whole job 
 	@scripts/demo.sh
 
 demo-down: ## Stop the demo's local cluster
-	-$(OTACTL) down --yes
+	-KUBECONFIG=generated/local/kubeconfig OTACTL_PROFILE=local $(OTACTL) down --yes
 	$(OTACTL) local-cluster down
 
 test: setup ## Run the whole test suite (unit and integration, real servers)

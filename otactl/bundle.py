@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir
+from otactl.locks import folder_lock
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -808,22 +809,6 @@ def _read_info(path: Path) -> dict[str, Any]:
     return data
 
 
-@contextlib.contextmanager
-def _batch_lock(devices: Path) -> Iterator[None]:
-    """One batch at a time per server: two runs would hand the same name two uuids."""
-    import fcntl
-
-    fd = os.open(devices / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PkiError(f"{devices}: another otactl new-device is running") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def _remove_partial(devices: Path) -> None:
     """Staging folders hold bundles a run never committed (killed): drop them."""
     with os.scandir(devices) as it:
@@ -958,11 +943,15 @@ class BatchSummary:
 
 def _load_device_ca(server_dir: Path) -> tuple[bytes, bytes, bytes]:
     from otactl.pki import ServerFiles
+    from otactl.project import elsewhere_hint
 
     files = ServerFiles(server_dir)
     for path in (files.device_ca, files.device_ca_key, files.server_ca):
         if not path.exists():
-            raise PkiError(f"{path} is missing: run `otactl new-server` first")
+            raise PkiError(
+                f"{path.absolute()} is missing: run `otactl new-server` first"
+                + elsewhere_hint(server_dir)
+            )
     return (
         files.device_ca.read_bytes(),
         files.device_ca_key.read_bytes(),
@@ -991,15 +980,15 @@ def new_devices(
     handed to the workers are finished and recorded first, then the error propagates.
     `progress` gets the number of bundles each step finished (made or skipped).
     """
-    from otactl.pki import load_issuer, utcnow
+    from otactl.pki import ServerFiles, load_issuer, utcnow
 
     now = now or utcnow()
-    files_ca, files_key, root = _load_device_ca(server_dir)
-    from otactl.pki import ServerFiles
-
     sf = ServerFiles(server_dir)
-    # Fail early and in one line on a broken CA rather than in every worker.
-    load_issuer(sf.device_ca, sf.device_ca_key, now=now)
+    # Not while another run writes the PKI (a key without its certificate yet).
+    with folder_lock(server_dir, "device CA", create=False):
+        files_ca, files_key, root = _load_device_ca(server_dir)
+        # Fail early and in one line on a broken CA rather than in every worker.
+        load_issuer(sf.device_ca, sf.device_ca_key, now=now)
     validate_hardware_id(opts.device.hardware_id)
     sota_toml(opts.device.format, opts.gateway_url, opts.device, opts.device.hardware_id)
     devices = ensure_private_dir(sf.devices)
@@ -1008,7 +997,9 @@ def new_devices(
     initargs = (files_ca, files_key, root, devices, opts, now)
 
     try:
-        with _batch_lock(devices):
+        # One batch at a time per server (two would hand the same name two uuids): a second
+        # one waits, saying for whom, then skips the names the first one made.
+        with folder_lock(devices, "device bundles"):
             _remove_partial(devices)
             manifest = Manifest(devices).load()
 
@@ -1194,7 +1185,7 @@ def existing_device(server_dir: Path, name: str) -> Existing | None:
     sf = ServerFiles(server_dir)
     if not sf.devices.is_dir():
         return None
-    with _batch_lock(sf.devices):
+    with folder_lock(sf.devices, "device bundles"):
         manifest = Manifest(sf.devices).load()
         if name not in manifest.by_name:
             return None
@@ -1208,7 +1199,7 @@ def list_devices(server_dir: Path) -> list[Existing]:
     sf = ServerFiles(server_dir)
     if not sf.devices.is_dir():
         return []
-    with _batch_lock(sf.devices):
+    with folder_lock(sf.devices, "device bundles"):
         manifest = Manifest(sf.devices).load()
         revoked = revoked_serials(sf)
         return [
@@ -1281,7 +1272,7 @@ def replace_device(
     if not devices.is_dir():
         raise ConfigError(f"{devices}: no devices yet")
     try:
-        with _batch_lock(devices):
+        with folder_lock(devices, "device bundles"):
             _remove_partial(devices)
             manifest = Manifest(devices).load()
             old = manifest.find(name)

@@ -216,6 +216,20 @@ class Values(Strict):
             f"{host}.{self.domain}" for host in ("app", "tuf-reposerver", "treehub", "web-events")
         ]
 
+    def images(self) -> dict[str, str]:
+        """Every image a deployment runs, by component (dashed names, as the manifests
+        call them): the pinned set `otactl version` shows."""
+        images = {
+            "gateway": self.gateway.image,
+            "reverse-proxy": self.reverse_proxy.image,
+            "bootstrap": self.bootstrap_image,
+            "init": self.init_image,
+        }
+        for group in (self.infra, self.services):
+            for name in type(group).model_fields:
+                images[name.replace("_", "-")] = getattr(group, name).image
+        return images
+
     def server_dns_names(self) -> list[str]:
         """DNS names of the server certificate beyond `server_name`: the configured extra
         names, and the public names (the reverse proxy serves TLS with the same certificate)."""
@@ -386,19 +400,24 @@ def user_config_path(explicit: Path | None) -> Path | None:
     env = os.environ.get("OTACTL_CONFIG")
     if env:
         return Path(env)
-    local = Path("otactl.yaml")
-    return local if local.is_file() else None
+    from otactl.project import config_file
+
+    return config_file()
 
 
 def load_values(
     config: Path | None = None, sets: list[str] | None = None, profile: str | None = None
 ) -> Values:
-    """Merge defaults → profile → user file → `--set` and validate once."""
+    """Merge defaults → profile (`--profile`, else `$OTACTL_PROFILE`) → user file →
+    `--set` and validate once."""
     layers = [_load_yaml(templates_dir() / "values.yaml")]
+    flag = "--profile "
+    if profile is None and os.environ.get("OTACTL_PROFILE"):
+        profile, flag = os.environ["OTACTL_PROFILE"], "OTACTL_PROFILE="
     if profile is not None:
         if profile not in profiles():
             known = ", ".join(profiles())
-            raise ConfigError(f"--profile {profile}: unknown profile (known: {known})")
+            raise ConfigError(f"{flag}{profile}: unknown profile (known: {known})")
         layers.append(_load_yaml(templates_dir() / "profiles" / f"{profile}.yaml"))
     user = user_config_path(config)
     if user is not None:

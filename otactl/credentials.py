@@ -442,14 +442,39 @@ def credentials_for_values(
     public names from `domain`, the server CA, the client certificate of `client` (default:
     the `default` client). `gateway_url` and `https_port` are the gateway and the reverse
     proxy as really exposed (the deploy code knows the ports)."""
-    from otactl.pki import DEFAULT_CLIENT, PkiSettings, ServerFiles, check_client_name
+    from otactl.locks import folder_lock
+    from otactl.pki import DEFAULT_CLIENT, check_client_name
 
     client = check_client_name(client or DEFAULT_CLIENT)
+    with folder_lock(server_dir, "credentials"):
+        return _credentials_for_values(
+            caller, values, server_dir, gateway_url, https_port, client, out, timeout, progress
+        )
+
+
+def _credentials_for_values(
+    caller: ServiceCaller,
+    values: Values,
+    server_dir: Path,
+    gateway_url: str,
+    https_port: int,
+    client: str,
+    out: Path | None,
+    timeout: float | None,
+    progress: Progress | None,
+) -> CredentialsResult:
+    from otactl.pki import PkiSettings, ServerFiles
+
     ca = ServerFiles(server_dir).server_ca
     try:
         server_ca_pem = ca.read_bytes()
     except FileNotFoundError:
-        raise PkiError(f"{ca} is missing: run `otactl new-server` first") from None
+        from otactl.project import elsewhere_hint
+
+        raise PkiError(
+            f"{ca.absolute()} is missing: run `otactl new-server` first"
+            + elsewhere_hint(server_dir)
+        ) from None
     tls, issued = client_tls(
         server_dir, client, PkiSettings(**values.pki.model_dump()), server_ca_pem
     )

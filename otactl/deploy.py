@@ -7,6 +7,7 @@ are made. So a second `up` changes nothing, and an interrupted one converges whe
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import hashlib
 import json
@@ -42,6 +43,8 @@ OWNED_KINDS = (
 )  # fmt: skip
 HEALTH_GATES = ("director", "tuf-keyserver", "tuf-reposerver")
 SQL_HASH = "otactl.io/sql-hash"
+# On a namespace `up` created (and only then): `down --purge` deletes it.
+CREATED_NAMESPACE = "otactl.io/created-by"
 TLS_HASH = "otactl.io/tls-hash"
 TLS_USERS = ("gateway-deployment", "reverse-proxy")
 BUILD_TOOLS_SECRET = "build-tools-ca"
@@ -139,6 +142,10 @@ def build_tools_secret(values: Values, server_dir: Path) -> dict[str, Any]:
     files = pki.BuildToolsFiles.of(server_dir).secret_files()
     data = {key: path.read_bytes() for key, path in files.items()}
     return secret_object(BUILD_TOOLS_SECRET, values.namespace, data, "reverse-proxy")
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, str]:
+    return dict(obj.get("metadata", {}).get("annotations") or {})
 
 
 def _component(obj: dict[str, Any]) -> str:
@@ -428,6 +435,36 @@ def _plan(
     credentials_step: Callable[[str, float], Path] | None,
     health_step: Callable[[tuple[str, ...], float], None] | None,
 ) -> UpResult:
+    # The installation's Lease, taken once its namespace exists, is released on the way out.
+    with contextlib.ExitStack() as held:
+        return _steps(
+            cluster, values, server_dir, opts, report, credentials_step, health_step, held
+        )
+
+
+def _hold_installation(
+    cluster: Cluster, namespace: str, report: Report, held: contextlib.ExitStack
+) -> None:
+    """Take the Lease that keeps a second `up` or `down` out while this one runs (exit 14);
+    `held` releases it."""
+    from otactl import lease
+
+    report(Phase("lock", "start", f"Lease {namespace}/{lease.NAME}", time.time()))
+    took: list[str] = []
+    held.enter_context(lease.holding(cluster, namespace, took.append))
+    report(Phase("lock", "done", took[0] if took else "held", time.time()))
+
+
+def _steps(
+    cluster: Cluster,
+    values: Values,
+    server_dir: Path,
+    opts: UpOptions,
+    report: Report,
+    credentials_step: Callable[[str, float], Path] | None,
+    health_step: Callable[[tuple[str, ...], float], None] | None,
+    held: contextlib.ExitStack,
+) -> UpResult:
     result = UpResult()
     deadline = _Deadline(opts.timeout)
     ns = values.namespace
@@ -469,7 +506,7 @@ def _plan(
     # refuses any pod weaker than that (a `default` namespace is labelled, never owned).
     level = security.namespace_level(infra + services)
     done = phase("namespace", f"{ns}: Pod Security {level}, {len(policies)} NetworkPolicies")
-    namespace = {
+    namespace: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": ns, "labels": security.namespace_labels(level)},
@@ -477,12 +514,17 @@ def _plan(
     current = cluster.get("Namespace", None, ns)
     if opts.dry_run and current is None:
         applier.missing_namespaces.add(ns)
+    if ns != "default" and (current is None or CREATED_NAMESPACE in _annotations(current)):
+        # Kept on every later apply: an apply that left it out would remove it.
+        namespace["metadata"]["annotations"] = {CREATED_NAMESPACE: "otactl up"}
     if applier.apply([namespace if ns == "default" else _labelled(namespace)]):
         said = "would create" if opts.dry_run else "created"
         if current is not None:
             said = "would relabel" if opts.dry_run else "relabelled"
     else:
         said = "present"
+    if not opts.dry_run:
+        _hold_installation(cluster, ns, report, held)
     done(f"{said}; NetworkPolicies: {changed_text(applier.apply(policies))}")
 
     done = phase("pki")
@@ -594,7 +636,8 @@ def down(
     kinds = OWNED_KINDS + (("PersistentVolumeClaim",) if purge else ())
     targets = []
     end = time.monotonic() + timeout
-    with cluster.patience(end):
+    with cluster.patience(end), contextlib.ExitStack() as held:
+        _hold_installation(cluster, ns, report, held)
         for kind in kinds:
             items, _ = cluster.list_objects(kind, ns, MANAGED_SELECTOR)
             for obj in items:
@@ -604,8 +647,8 @@ def down(
         wait_deleted(cluster, targets, max(1.0, end - time.monotonic()), report, "down")
         if purge and ns != "default":
             namespace = cluster.get("Namespace", None, ns)
-            labels = (namespace or {}).get("metadata", {}).get("labels") or {}
-            if labels.get("app.kubernetes.io/managed-by") == "otactl":
+            # Only one `up` created: a namespace that was there before stays.
+            if namespace is not None and CREATED_NAMESPACE in _annotations(namespace):
                 cluster.delete("Namespace", None, ns)
                 left = max(1.0, end - time.monotonic())
                 wait_deleted(cluster, [Target("Namespace", "", ns)], left, report, "down")

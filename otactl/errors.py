@@ -14,6 +14,7 @@ Exit codes (documented in the README):
  11  GKE quota exhausted (429, RESOURCE_EXHAUSTED, 403 insufficient quota)
  12  GKE cluster not found (404)
  13  copying a bundle to a device over SSH failed (host key, login, transfer)
+ 14  another otactl run holds the installation (its Lease: `up`, `down`)
 """
 
 from __future__ import annotations
@@ -145,3 +146,10 @@ class Interrupted(OtactlError):
     """Ctrl-C: what was done stays done; the message says how to go on."""
 
     exit_code = 130
+
+
+class InstallationBusy(OtactlError):
+    """Another otactl run holds the installation's Lease (`up`, `down`): the message names
+    it (host, pid, command, since when)."""
+
+    exit_code = 14

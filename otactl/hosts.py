@@ -91,15 +91,52 @@ def address_of(exposure: Exposure, nodes: Sequence[dict[str, str]]) -> Address:
     )
 
 
-def _line(addr: Address, names: list[str], exposure: Exposure) -> list[str]:
-    ports = f", ports {', '.join(map(str, exposure.node_ports))}" if exposure.node_ports else ""
-    note = f"# {exposure.name}: {addr.how} {addr.host}"
-    if exposure.type == "NodePort":
-        note += ports
-    if addr.is_ip:
-        return [note, f"{addr.host} {' '.join(names)}"]
-    # /etc/hosts maps names to addresses only; a hostname needs DNS (a CNAME record).
-    return [note, f"# /etc/hosts cannot alias: point {' '.join(names)} at {addr.host} in DNS"]
+@dataclass(frozen=True)
+class HostsEntry:
+    """Names and the address they reach, and through what (`otactl hosts -o json`)."""
+
+    address: Address
+    names: tuple[str, ...]
+    exposure: Exposure
+
+    def lines(self) -> list[str]:
+        """A comment saying where the address comes from, then the /etc/hosts line."""
+        exposure, addr = self.exposure, self.address
+        note = f"# {exposure.name}: {addr.how} {addr.host}"
+        if exposure.type == "NodePort" and exposure.node_ports:
+            note += f", ports {', '.join(map(str, exposure.node_ports))}"
+        if addr.is_ip:
+            return [note, f"{addr.host} {' '.join(self.names)}"]
+        # /etc/hosts maps names to addresses only; a hostname needs DNS (a CNAME record).
+        names = " ".join(self.names)
+        return [note, f"# /etc/hosts cannot alias: point {names} at {addr.host} in DNS"]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address.host,
+            "address_is_ip": self.address.is_ip,
+            "how": self.address.how,
+            "names": list(self.names),
+            "via": self.exposure.name,
+            "type": self.exposure.type,
+            "node_ports": list(self.exposure.node_ports),
+        }
+
+
+def hosts_entries(
+    domain: str,
+    server_name: str,
+    public: Exposure,
+    gateway: Exposure,
+    nodes: Sequence[dict[str, str]],
+) -> list[HostsEntry]:
+    """The public names (through `public`: the reverse proxy's Service, or the Ingress in
+    front of it when there is one) and the gateway name, each with its outside address."""
+    proxied = tuple(f"{name}.{domain}" for name in PROXIED)
+    return [
+        HostsEntry(address_of(public, nodes), proxied, public),
+        HostsEntry(address_of(gateway, nodes), (server_name,), gateway),
+    ]
 
 
 def hosts_lines(
@@ -109,10 +146,6 @@ def hosts_lines(
     gateway: Exposure,
     nodes: Sequence[dict[str, str]],
 ) -> list[str]:
-    """Lines to add to /etc/hosts (comments say where each address comes from). `public`
-    is the reverse proxy's Service, or the Ingress in front of it when there is one."""
-    proxied = [f"{name}.{domain}" for name in PROXIED]
-    return [
-        *_line(address_of(public, nodes), proxied, public),
-        *_line(address_of(gateway, nodes), [server_name], gateway),
-    ]
+    """Lines to add to /etc/hosts (comments say where each address comes from)."""
+    entries = hosts_entries(domain, server_name, public, gateway, nodes)
+    return [line for entry in entries for line in entry.lines()]

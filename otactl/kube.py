@@ -55,6 +55,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices", True),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
 }
 # (connect, read) seconds. A request the API server has not answered within the read timeout
 # is taken as lost and retried (apply, get, list and delete are idempotent).
@@ -180,6 +181,11 @@ class Link:
             self.notify(f"API server unreachable for {gone:.0f} s ({cause}), retrying")
         return ClusterUnreachable(self.message(cause))
 
+    def ever_answered(self) -> bool:
+        """Whether the API server has answered any request on this link."""
+        with self._lock:
+            return self._last_ok != float("-inf")
+
     def unreachable_for(self) -> float | None:
         """Seconds since the API server stopped answering, or None while it answers."""
         with self._lock:
@@ -279,8 +285,17 @@ class Cluster:
             import urllib3
 
             if isinstance(e, urllib3.exceptions.HTTPError | OSError):
-                cause = getattr(e, "reason", None) or e
-                raise self.link.failed(_short(cause), started, silent_since) from e
+                cause = _short(getattr(e, "reason", None) or e)
+                if cause == "connection refused" and not self.link.ever_answered():
+                    # Nothing listens there (a wrong address, a stopped cluster): retrying
+                    # would only delay the answer. A connection refused after an answer is
+                    # an API server restarting, and is waited for.
+                    raise ClusterUnreachable(
+                        f"cannot reach the Kubernetes API at {self.target.server}: "
+                        "connection refused (nothing listens there: is the cluster running?)",
+                        transient=False,
+                    ) from e
+                raise self.link.failed(cause, started, silent_since) from e
             raise
         self.link.answered()
         return resp
@@ -301,10 +316,12 @@ class Cluster:
         content_type: str | None = None,
         ok_missing: bool = False,
         retry_conflict: bool = False,
+        ok_conflict: bool = False,
         deadline: float | None = None,
     ) -> dict[str, Any] | None:
         """A JSON request with otactl's retry and error policy. `what` names the verb and
-        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`.
+        object for messages ("patch Deployment default/app"). 404 → None if `ok_missing`,
+        409 → None if `ok_conflict`.
 
         No answer, 429 (after its Retry-After), 500, 502-504, and 409 when `retry_conflict`
         are tried again with backoff until `deadline` (monotonic; default: the `patience`
@@ -324,7 +341,7 @@ class Cluster:
             data = resp.read()
             if 200 <= status < 300:
                 return json.loads(data) if data else {}
-            if status == 404 and ok_missing:
+            if (status == 404 and ok_missing) or (status == 409 and ok_conflict):
                 return None
             retryable = (
                 status in TRANSIENT
@@ -420,14 +437,46 @@ class Cluster:
         assert result is not None
         return result
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Create an object; None when one of that name exists already (409)."""
+        meta = obj["metadata"]
+        path = _resource_path(obj["kind"], meta.get("namespace"))
+        return self.request("POST", path, body=obj, what=f"create {ref(obj)}", ok_conflict=True)
+
+    def replace(
+        self, obj: dict[str, Any], *, deadline: float | None = None
+    ) -> dict[str, Any] | None:
+        """Replace an object as of its metadata.resourceVersion; None when it changed since
+        (409: someone else wrote it first)."""
+        meta = obj["metadata"]
+        path = _resource_path(obj["kind"], meta.get("namespace"), meta["name"])
+        what = f"replace {ref(obj)}"
+        return self.request("PUT", path, body=obj, what=what, ok_conflict=True, deadline=deadline)
+
     def delete(
-        self, kind: str, namespace: str | None, name: str, *, propagation: str = "Background"
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+        resource_version: str | None = None,
+        deadline: float | None = None,
     ) -> bool:
-        """Delete one object; False when it was already gone."""
+        """Delete one object (only as of `resource_version`, when given); False when it was
+        already gone or had changed since."""
         path = _resource_path(kind, namespace, name)
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation
+        }  # fmt: skip
+        if resource_version is not None:
+            body["preconditions"] = {"resourceVersion": resource_version}
         what = f"delete {kind} {namespace + '/' if namespace else ''}{name}"
-        return self.request("DELETE", path, body=body, what=what, ok_missing=True) is not None
+        done = self.request(
+            "DELETE", path, body=body, what=what, ok_missing=True, ok_conflict=True,
+            deadline=deadline,
+        )  # fmt: skip
+        return done is not None
 
     def watch(
         self,

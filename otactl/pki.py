@@ -26,6 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otactl.errors import ConfigError, PkiError
 from otactl.fsutil import ensure_private_dir, write_atomic, write_private
+from otactl.locks import folder_lock, holding_folder
+from otactl.project import remember_server
 
 if TYPE_CHECKING:
     from otactl.config import Values
@@ -506,7 +508,11 @@ def revoke(
 ) -> Revocation:
     """Add `cert` to the device CRL (re-signed, written atomically). Revoking twice is a
     no-op that reports the first revocation."""
-    now = now or utcnow()
+    with folder_lock(files.root):
+        return _revoke(files, cert, now or utcnow())
+
+
+def _revoke(files: ServerFiles, cert: x509.Certificate, now: dt.datetime) -> Revocation:
     issuer = load_issuer(files.device_ca, files.device_ca_key, now=now)
     if not _signed_by(cert, issuer.cert):
         raise PkiError("the certificate was not issued by this server's device CA")
@@ -571,8 +577,9 @@ def _load_pair(cert_path: Path, key_path: Path, what: str) -> bool:
     if has_cert != has_key:
         present, missing = (cert_path, key_path) if has_cert else (key_path, cert_path)
         raise PkiError(
-            f"{what}: {present} exists but {missing} is missing; restore it, or remove "
-            f"{present} to create a new {what} (devices trusting the old one will break)"
+            f"{what}: {present} exists but {missing} is missing; restore {missing} from "
+            f"your backup (otactl makes no new {what} next to the old one's files: what "
+            "trusts the old one would break)"
         )
     return has_cert
 
@@ -611,14 +618,35 @@ def ensure_server_pki(
     - the gateway certificate is issued when missing or when `renew_server_cert` (fresh
       key, current SANs), from the existing server CA;
     - `devices/crl.pem` starts as an empty CRL of the device CA.
+
+    Holds the folder's lock: concurrent runs never see half of what another one makes.
     """
-    now = now or utcnow()
     files = ServerFiles(server_dir)
-    out = ServerPki(files)
     if (device_ca_cert is None) != (device_ca_key is None):
         raise ConfigError("--device-ca-cert and --device-ca-key go together")
     if device_ca_crl is not None and device_ca_cert is None and not files.device_ca.exists():
         raise ConfigError("--device-ca-crl needs --device-ca-cert and --device-ca-key")
+    with folder_lock(server_dir, "server PKI"):
+        return _ensure_server_pki(
+            files, server_name, settings, extra_dns_names, extra_ips, renew_server_cert,
+            device_ca_cert, device_ca_key, device_ca_crl, now or utcnow(),
+        )  # fmt: skip
+
+
+def _ensure_server_pki(
+    files: ServerFiles,
+    server_name: str,
+    settings: PkiSettings,
+    extra_dns_names: Sequence[str],
+    extra_ips: Sequence[str],
+    renew_server_cert: bool,
+    device_ca_cert: Path | None,
+    device_ca_key: Path | None,
+    device_ca_crl: Path | None,
+    now: dt.datetime,
+) -> ServerPki:
+    server_dir = files.root
+    out = ServerPki(files)
     ensure_private_dir(files.root)
     ensure_private_dir(files.devices)
 
@@ -636,6 +664,7 @@ def ensure_server_pki(
         write_atomic(files.server_ca, cert_pem(cert))
         server_ca = Issuer(cert, key)
         out.created.append("server CA")
+        remember_server(server_dir)
 
     dns_names = [server_name, *extra_dns_names]
     have_gateway = _load_pair(files.server_cert, files.server_key, "gateway certificate")
@@ -877,6 +906,7 @@ def check_client_name(name: str) -> str:
     return name
 
 
+@holding_folder
 def ensure_build_tools_ca(
     server_dir: Path, settings: PkiSettings, *, now: dt.datetime | None = None
 ) -> tuple[Issuer, list[str]]:
@@ -948,6 +978,7 @@ def _build_tools_crl(files: BuildToolsFiles, issuer: Issuer) -> x509.Certificate
     raise PkiError(f"{files.crl}: holds no CRL signed by the build-tools CA")
 
 
+@holding_folder
 def ensure_build_tools_client(
     server_dir: Path, name: str, settings: PkiSettings, *, now: dt.datetime | None = None
 ) -> BuildToolsClient:
@@ -976,6 +1007,7 @@ def ensure_build_tools_client(
     return BuildToolsClient(name, cert, key, issued=True, ca=issuer)
 
 
+@holding_folder
 def revoke_build_tools_client(
     server_dir: Path, name: str, *, now: dt.datetime | None = None
 ) -> Revocation:

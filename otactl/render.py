@@ -271,6 +271,23 @@ def render(values: Values, secrets: Secrets) -> Rendered:
     return Rendered(sets)
 
 
+SETS = ("infra", "services", "ingress")
+
+
+def remove_written(out_dir: Path) -> list[Path]:
+    """Delete the sets `write` wrote in `out_dir` (they hold Secrets: `down --purge`), and
+    the folder when nothing else is left in it."""
+    gone = []
+    for name in SETS:
+        path = out_dir / f"{name}.yaml"
+        if path.exists():
+            path.unlink()
+            gone.append(path)
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    return gone
+
+
 def write(
     rendered: Rendered, out_dir: Path, progress: Callable[[str], None] | None = None
 ) -> list[Path]:

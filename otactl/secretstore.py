@@ -12,6 +12,7 @@ import yaml
 
 from otactl.errors import ConfigError
 from otactl.fsutil import write_private
+from otactl.locks import holding_folder
 
 SECRETS_FILE = "secrets.yaml"
 
@@ -61,6 +62,7 @@ def _fresh() -> dict[str, object]:
     }
 
 
+@holding_folder
 def load_or_create(server_dir: Path) -> Secrets:
     """Read the secrets file, adding whatever is missing; never replace a kept value."""
     path = server_dir / SECRETS_FILE

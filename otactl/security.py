@@ -281,6 +281,12 @@ NAMESPACED_RULES: list[Obj] = [
     # The OTA services through the API server's service proxy: GET (health), POST (repos,
     # keys), PUT (device registration).
     {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create", "update"]},
+    # The Lease `up` and `down` hold while they run (otactl.lease): taken, renewed, released.
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update", "delete"],
+    },
 ]
 
 

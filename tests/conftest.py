@@ -17,6 +17,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """otactl remembers where it made server CAs ($XDG_STATE_HOME/otactl/servers): the tests'
+    CAs go to a list of their own, not the user's."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
 def run_otactl(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = False
 ) -> subprocess.CompletedProcess[str]:

@@ -42,6 +42,20 @@ def test_env_var_then_local_file_are_found(tmp_path: Path, monkeypatch: pytest.M
     assert load_values().namespace == "from-env"
 
 
+def test_the_profile_can_come_from_the_environment(tmp_path: Path) -> None:
+    # what `make demo` sets, so that later commands keep the demo's NodePorts
+    env = {"OTACTL_PROFILE": "local"}
+    shown = run_otactl("config", "show", "-o", "json", cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    proxy = json.loads(shown.stdout)["reverse_proxy"]
+    assert (proxy["service_type"], proxy["node_port"]) == ("NodePort", 30444)
+    flag = run_otactl("config", "show", "-o", "json", "--profile", "gke", cwd=tmp_path, env=env)
+    assert json.loads(flag.stdout)["reverse_proxy"]["service_type"] == "LoadBalancer"
+    bad = run_otactl("config", "show", cwd=tmp_path, env={"OTACTL_PROFILE": "nope"})
+    assert bad.returncode == 2
+    assert bad.stderr == "error: OTACTL_PROFILE=nope: unknown profile (known: gke, local)\n"
+
+
 def test_gke_profile_uses_load_balancers():
     values = load_values(profile="gke")
     assert values.gateway.service_type == "LoadBalancer"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from otactl.errors import ClusterError
-from otactl.hosts import Exposure, hosts_lines
+from otactl.hosts import Exposure, hosts_entries, hosts_lines
 
 NODES = [
     {"type": "Hostname", "address": "node-0"},
@@ -69,3 +69,20 @@ def test_ingress_in_front_of_the_reverse_proxy() -> None:
     ingress["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.4"}]}}
     out = lines(ingress, gw)
     assert "# Ingress ota-ce: Ingress 192.0.2.4" in out and f"192.0.2.4 {PROXIED}" in out
+
+
+def test_entries_as_json_say_where_each_address_comes_from() -> None:
+    rp = svc("reverse-proxy", "NodePort", node_port=30444)
+    gw = svc("gateway-service", "LoadBalancer", [{"hostname": "gw.elb.example.net"}])
+    proxy, gateway = (
+        e.as_json()
+        for e in hosts_entries("example.com", "ota.example.com", Exposure.of(rp),
+                               Exposure.of(gw), NODES)
+    )  # fmt: skip
+    assert proxy == {
+        "address": "10.0.0.5", "address_is_ip": True, "how": "node InternalIP",
+        "names": PROXIED.split(), "via": "Service reverse-proxy", "type": "NodePort",
+        "node_ports": [30444],
+    }  # fmt: skip
+    assert gateway["address"] == "gw.elb.example.net" and gateway["address_is_ip"] is False
+    assert gateway["names"] == ["ota.example.com"] and gateway["type"] == "LoadBalancer"

@@ -228,6 +228,42 @@ def test_unreachable_until_the_deadline_is_exit_4_saying_since_when(
     assert cluster.link.unreachable_for() is None
 
 
+def test_a_refused_connection_fails_at_once_until_the_api_server_has_answered(
+    tmp_path: Path,
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nothing listens on
+    server = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": server}}],
+        "users": [{"name": "t", "user": {"token": "secret-token"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+    }  # fmt: skip
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    pauses: list[float] = []
+
+    fresh = kube.connect(tmp_path / "kubeconfig")  # never answered: nothing listens there
+    fresh.sleep = pauses.append
+    with pytest.raises(ClusterUnreachable) as first:
+        fresh.get("ConfigMap", "ns", "c", deadline=time.monotonic() + 60)
+    assert not first.value.transient and pauses == []  # no retry
+    assert str(first.value) == (
+        f"cannot reach the Kubernetes API at {server}: connection refused (nothing listens "
+        "there: is the cluster running?)"
+    )
+
+    # Once it has answered, a refused connection is an API server restarting: waited for.
+    known = kube.connect(tmp_path / "kubeconfig")
+    known.link.answered()
+    known.sleep = lambda s: (pauses.append(s), time.sleep(min(s, 0.01)))[0]
+    with pytest.raises(ClusterUnreachable) as later:
+        known.get("ConfigMap", "ns", "c", deadline=time.monotonic() + 0.5)
+    assert later.value.transient and pauses  # retried until the deadline
+    assert str(later.value).endswith("connection refused")
+
+
 def test_a_watch_resumes_probes_when_quiet_and_says_410(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cluster, script, _, _ = api
     monkeypatch.setattr(kube, "QUIET_SECONDS", 0.3)

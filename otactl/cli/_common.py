@@ -15,6 +15,7 @@ import typer
 if TYPE_CHECKING:
     from otactl.config import Values
     from otactl.kube import Cluster
+    from otactl.project import Location
 
 
 class Output(StrEnum):
@@ -41,6 +42,7 @@ class State:
     kubeconfig: Path | None = None
     context: str | None = None
     namespace: str | None = None
+    location: Location | None = None  # where generated/ is, once `state()` looked
     _values: Values | None = None
 
     def values(self) -> Values:
@@ -54,6 +56,14 @@ class State:
     def server_dir(self) -> Path:
         """`generated/<server name>/`: PKI, secrets, device bundles."""
         return self.generated / self.values().server_name
+
+    def refuse_second_ca(self) -> None:
+        """Before a command that makes a server CA when missing (new-server, up): not outside
+        any project while otactl's CA lives in another folder (unless --generated)."""
+        from otactl.project import check_new_ca
+
+        if self.location is not None:
+            check_new_ca(self.location, self.server_dir())
 
 
 # The values options are accepted after the command too (`otactl render --set a=b`).
@@ -135,12 +145,23 @@ def state(
     namespace: str | None = None,
 ) -> State:
     """The global state, with a command's own values options laid over the global ones."""
+    from otactl import locks
+
+    locks.on_wait(info)  # a run waiting for another one's lock on generated/ says so
     obj = ctx.find_root().obj
     assert isinstance(obj, State)
     if namespace is None:
         namespace = obj.namespace
     if namespace is not None:
         sets = [*(sets or []), f"namespace={namespace}"]
+    if obj.location is None:
+        from otactl.project import locate
+
+        # --generated or $OTACTL_GENERATED as given; otherwise the project's generated/,
+        # found walking up from the current folder. (By name: typer ships its own click.)
+        source = ctx.find_root().get_parameter_source("generated")
+        obj.location = locate(obj.generated, getattr(source, "name", "DEFAULT") != "DEFAULT")
+        obj.generated = obj.location.generated
     if config is not None:
         obj.config = config
     if sets:

@@ -1,4 +1,4 @@
-"""`otactl config show`."""
+"""`otactl config show`, `otactl version`."""
 
 from __future__ import annotations
 
@@ -38,3 +38,23 @@ def register(app: typer.Typer) -> None:
             return
         echo(yaml.safe_dump(data, sort_keys=False).rstrip())
         echo("# secrets are not values: " + ", ".join(f"{k} {v}" for k, v in secrets.items()))
+
+    @app.command("version")
+    def version(
+        ctx: typer.Context,
+        output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        profile: ProfileOpt = None,
+    ) -> None:
+        """otactl's version and the images it deploys (the values in force: pinned tags)."""
+        from otactl import __version__
+
+        images = state(ctx, config, set_, profile).values().images()
+        if output is not Output.text:
+            emit(output, {"otactl": __version__, "images": images})
+            return
+        echo(f"otactl {__version__}")
+        width = max(map(len, images))
+        for name, image in images.items():
+            echo(f"  {name:<{width}}  {image}")

@@ -148,6 +148,8 @@ def register(app: typer.Typer) -> None:
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
+        if not dry_run:
+            st.refuse_second_ca()
         cluster = connect(kubeconfig, context)
         caller = cluster.service_caller(values.namespace)
         server_dir = st.server_dir()
@@ -243,21 +245,26 @@ def register(app: typer.Typer) -> None:
         """Delete what otactl created (volumes and generated/ stay unless --purge)."""
         import shutil
 
-        from otactl import deploy
+        from otactl import deploy, render
         from otactl.deploy import plural
         from otactl.errors import ConfigError
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
+        cluster = connect(kubeconfig, context)
+        where = f"{cluster.target.server} ({cluster.target.context or cluster.target.source})"
+        info(f"cluster: {where}")
+        rendered = st.generated / "templates"
         if purge and not yes:
             if not is_tty():
                 raise ConfigError("--purge deletes data and keys: confirm with --yes")
             typer.confirm(
-                f"Delete the OTA CE data volumes in {values.namespace} and {st.server_dir()} "
-                "(CA keys included)?",
+                f"On cluster {where}: delete the OTA CE data volumes in namespace "
+                f"{values.namespace} (and the namespace, if `otactl up` created it), and "
+                f"{st.server_dir().absolute()} (CA keys included) and the rendered files in "
+                f"{rendered.absolute()}?",
                 abort=True,
             )
-        cluster = connect(kubeconfig, context)
         view = _View()
         cluster.on_notice(view.api)
         try:
@@ -270,6 +277,8 @@ def register(app: typer.Typer) -> None:
         if purge and st.server_dir().exists():
             shutil.rmtree(st.server_dir())
             gone.append(str(st.server_dir()))
+        if purge:  # they hold the Secrets' values
+            gone += [str(p) for p in render.remove_written(rendered)]
         echo(f"deleted {plural(len(gone), 'object')}" + (" and the local PKI" if purge else ""))
 
     @app.command("status")

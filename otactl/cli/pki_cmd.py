@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
         from otactl.pki import ensure_server_pki_for
 
         st = state(ctx, config, set_, profile)
+        st.refuse_second_ca()
         result = ensure_server_pki_for(
             st.values(),
             st.server_dir(),

@@ -13,7 +13,7 @@ from otactl.cli._common import (
     ProfileOpt,
     SetOpt,
     echo,
-    emit_json,
+    emit,
     state,
 )
 
@@ -23,9 +23,9 @@ def rbac(
     account: Annotated[
         str, typer.Option("--service-account", help="Name of CI's ServiceAccount.")
     ] = "otactl-ci",
-    output: Annotated[Output, typer.Option("--output", "-o", help="text (YAML) or json.")] = (
-        Output.text
-    ),
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="text (YAML documents), json or yaml (a List).")
+    ] = (Output.text),
     namespace: NamespaceOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -39,8 +39,8 @@ def rbac(
 
     values = state(ctx, config, set_, profile, namespace).values()
     docs = security.ci_rbac(values.namespace, account)
-    if output is Output.json:
-        emit_json({"apiVersion": "v1", "kind": "List", "items": docs})
+    if output.structured:
+        emit(output, {"apiVersion": "v1", "kind": "List", "items": docs})
     else:
         echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip())
 

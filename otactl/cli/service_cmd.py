@@ -170,6 +170,7 @@ def register(app: typer.Typer) -> None:
     @app.command("hosts")
     def hosts_cmd(
         ctx: typer.Context,
+        output: OutputOpt = Output.text,
         kubeconfig: KubeconfigOpt = None,
         context: ContextOpt = None,
         namespace: NamespaceOpt = None,
@@ -178,7 +179,7 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         """/etc/hosts lines for the public names, from the Services' real addresses."""
-        from otactl.hosts import Exposure, hosts_lines
+        from otactl.hosts import Exposure, hosts_entries
 
         st = state(ctx, config, set_, profile, namespace)
         values = st.values()
@@ -194,15 +195,19 @@ def register(app: typer.Typer) -> None:
 
         # With an Ingress, the public names reach the reverse proxy through it.
         public = get("Ingress", "ota-ce") if values.ingress.enabled else None
-        lines = hosts_lines(
+        entries = hosts_entries(
             values.domain,
             values.server_name,
             public or get("Service", "reverse-proxy"),
             get("Service", "gateway-service"),
             cluster.node_addresses(),
         )
-        for line in lines:
-            echo(line)
+        if output.structured:
+            emit(output, {"entries": [e.as_json() for e in entries]})
+            return
+        for entry in entries:
+            for line in entry.lines():
+                echo(line)
 
 
 def check_push_options(single: bool, push: str | None) -> None:

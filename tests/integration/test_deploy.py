@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -260,7 +262,9 @@ def test_cluster_access_failures_are_one_line_with_distinct_codes(
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
     assert errors[0].startswith("error: cannot reach the Kubernetes API at https://127.0.0.1:")
-    assert errors[0].endswith("connection refused")
+    # nothing listens there: said at once, not after retries
+    assert errors[0].endswith("connection refused (nothing listens there: is the cluster running?)")
+    assert "unreachable for" not in proc.stderr
 
     # rejected credentials: a token the API server does not know
     bad = json.loads(json.dumps(config))
@@ -407,9 +411,18 @@ def test_bundles_carry_the_gateway_port_the_cluster_really_exposes(deployment: D
 
 def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deployment: Deployment):
     assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    rendered = run_otactl(*deployment.args("render"))  # files that hold the Secrets' values
+    assert rendered.returncode == 0, rendered.stderr
+    templates = deployment.generated / "templates"
+    assert (templates / "services.yaml").exists()
     refused = deployment.otactl("down", "--purge")  # no terminal, no --yes
     assert refused.returncode == 2
-    assert refused.stderr.strip() == "error: --purge deletes data and keys: confirm with --yes"
+    # the cluster first, as `up` says it
+    server = deployment.cluster.info.api_url
+    assert refused.stderr == (
+        f"cluster: {server} (otactl-local)\n"
+        "error: --purge deletes data and keys: confirm with --yes\n"
+    ), refused.stderr
     assert (deployment.server_dir / "ca.key").exists()
     assert (
         "data-mysql-0"
@@ -418,7 +431,9 @@ def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deploymen
 
     purged = deployment.otactl("down", "--purge", "--yes", "--timeout", "120")
     assert purged.returncode == 0, purged.stderr
+    assert purged.stderr.startswith(f"cluster: {server} (otactl-local)\n")
     assert not deployment.server_dir.exists()
+    assert not templates.exists()
     left = deployment.cluster.kubectl(
         "get", "pvc,deploy,sts,secret", "-n", deployment.ns,
         "-l", "app.kubernetes.io/part-of=ota-ce", "-o", "name", check=False,
@@ -427,6 +442,15 @@ def test_down_purge_needs_confirmation_then_removes_data_and_local_pki(deploymen
     # otactl created the namespace, so --purge removes it too
     gone = deployment.cluster.kubectl("get", "namespace", deployment.ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_down_purge_keeps_a_namespace_that_up_did_not_create(deployment: Deployment):
+    deployment.cluster.kubectl("create", "namespace", deployment.ns)
+    assert deployment.otactl("up", "--timeout", "240").returncode == 0
+    purged = deployment.otactl("down", "--purge", "--yes", "--timeout", "120")
+    assert purged.returncode == 0, purged.stderr
+    left = deployment.cluster.kubectl("get", "namespace", deployment.ns, "-o", "json")
+    assert json.loads(left.stdout)["status"]["phase"] == "Active"
 
 
 def test_dry_run_from_nothing_writes_nothing_anywhere(deployment: Deployment):
@@ -440,3 +464,98 @@ def test_dry_run_from_nothing_writes_nothing_anywhere(deployment: Deployment):
     assert not deployment.server_dir.exists()
     missing = deployment.cluster.kubectl("get", "namespace", deployment.ns, check=False)
     assert missing.returncode != 0
+
+
+def _dead_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _lease(deployment: Deployment) -> dict | None:
+    got = deployment.cluster.kubectl(
+        "get", "lease", "otactl", "-n", deployment.ns, "-o", "json", check=False
+    )
+    return json.loads(got.stdout) if got.returncode == 0 else None
+
+
+def test_two_ups_at_once_then_hosts_and_credentials_agree_with_the_cluster(
+    deployment: Deployment,
+):
+    # The Quick start's path: the local profile (as `make demo` sets it) exposes the
+    # gateway and the reverse proxy as NodePorts.
+    proxy_port = 30100 + (deployment.node_port - 30100 + 1000) % 2000
+    local = {"OTACTL_PROFILE": "local"}
+    args = deployment.args(
+        "up", *deployment.cluster_args(), "--set", f"reverse_proxy.node_port={proxy_port}",
+        "--timeout", "240", "-o", "json",
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")} | local
+    first = subprocess.Popen(
+        [sys.executable, "-m", "otactl", *args], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(480):  # a safety net against a hung test, not a timing assertion
+            if _lease(deployment) is not None or first.poll() is not None:
+                break
+            time.sleep(0.25)
+        assert _lease(deployment) is not None, first.communicate()
+        second = run_otactl(*args, env=local)
+        assert second.returncode == 14, second.stderr
+        [line] = [x for x in second.stderr.splitlines() if x.startswith("error:")]
+        assert "[pki]" not in second.stderr  # stopped before any step that writes
+        assert line.startswith(
+            f"error: another operation is in progress on namespace {deployment.ns}: `otactl "
+        ), line
+        assert f" up --kubeconfig {deployment.cluster.kubeconfig} " in line
+        assert re.search(rf"\(pid {first.pid} on \S+, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)",
+                         line), line  # fmt: skip
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err
+    assert _lease(deployment) is None  # released at the end
+
+    # hosts works, and names the ports the credentials' URLs carry
+    hosts = run_otactl(*deployment.args("hosts", *deployment.cluster_args(), "-o", "json"),
+                       env=local)  # fmt: skip
+    assert hosts.returncode == 0, hosts.stderr
+    proxy, gateway = json.loads(hosts.stdout)["entries"]
+    assert proxy["via"] == "Service reverse-proxy" and proxy["type"] == "NodePort"
+    assert "tuf-reposerver.example.com" in proxy["names"]
+    assert proxy_port in proxy["node_ports"]
+    assert gateway["names"] == ["ota-ce.example.com"]
+    assert deployment.node_port in gateway["node_ports"]
+    text = run_otactl(*deployment.args("hosts", *deployment.cluster_args()), env=local)
+    assert text.returncode == 0 and f"{proxy['address']} app.example.com" in text.stdout
+    with zipfile.ZipFile(json.loads(out)["credentials_zip"]) as z:
+        assert (
+            z.read("tufrepo.url").decode() == f"https://tuf-reposerver.example.com:{proxy_port}\n"
+        )
+        assert json.loads(z.read("treehub.json"))["ostree"]["server"] == (
+            f"https://treehub.example.com:{proxy_port}/api/v3/"
+        )
+        assert z.read("autoprov.url").decode().strip() == (
+            f"https://ota-ce.example.com:{deployment.node_port}"
+        )
+
+    # A holder that is gone is taken over: a process of this host that no longer runs.
+    holder = {"host": socket.gethostname(), "pid": _dead_pid(), "command": "otactl up",
+              "started": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "otactl", "namespace": deployment.ns,
+                     "annotations": {"otactl.io/holder": json.dumps(holder)}},
+        "spec": {"holderIdentity": "x", "leaseDurationSeconds": 60, "renewTime": now},
+    }  # fmt: skip
+    deployment.cluster.kubectl("apply", "-f", "-", input=json.dumps(lease))
+    again = run_otactl(*args, env=local)
+    assert again.returncode == 0, again.stderr
+    assert f"took over Lease {deployment.ns}/otactl from `otactl up` (pid {holder['pid']}" in (
+        again.stderr
+    )
+    assert f"process {holder['pid']} is gone" in again.stderr
