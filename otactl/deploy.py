@@ -505,7 +505,7 @@ def _steps(
     # The namespace enforces the Pod Security level all our pods meet: the API server then
     # refuses any pod weaker than that (a `default` namespace is labelled, never owned).
     level = security.namespace_level(infra + services)
-    done = phase("namespace", f"{ns}: Pod Security {level}, {len(policies)} NetworkPolicies")
+    done = phase("namespace", f"{ns}, Pod Security {level}")
     namespace: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -523,9 +523,12 @@ def _steps(
             said = "would relabel" if opts.dry_run else "relabelled"
     else:
         said = "present"
+    done(said)
     if not opts.dry_run:
         _hold_installation(cluster, ns, report, held)
-    done(f"{said}; NetworkPolicies: {changed_text(applier.apply(policies))}")
+
+    done = phase("network", f"{len(policies)} NetworkPolicies")
+    done(changed_text(applier.apply(policies)))
 
     done = phase("pki")
     reconcile_pki(cluster, values, server_dir)

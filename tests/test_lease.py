@@ -3,12 +3,17 @@ The Lease itself, two `up` at once and a take-over are in tests/integration/test
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import socket
 import subprocess
+from typing import Any
 
-from otactl.lease import HOLDER_ANNOTATION, stale_reason
+import pytest
+
+from otactl.errors import InstallationBusy
+from otactl.lease import HOLDER_ANNOTATION, _Lease, stale_reason
 from otactl.locks import Holder
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -53,3 +58,50 @@ def test_the_holder_is_described_for_a_user() -> None:
         "`otactl up --timeout 600` (pid 4242 on build-7, since 2026-11-30 10:42:03 UTC)"
     )
     assert Holder.from_json("not json") is None
+
+
+class _ApiServer:
+    """The Lease as kube-apiserver keeps it: a PUT naming a resourceVersion that is no
+    longer the stored one is a 409 (optimistic concurrency); `Cluster.replace` returns None
+    for it. A PUT without one would be applied unconditionally, as the real server does."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self.stored = stored
+        self.stale_reads: list[dict[str, Any]] = []
+
+    def get(self, kind: str, namespace: str | None, name: str, **_: Any) -> dict[str, Any]:
+        if kind == "Namespace":
+            return {"metadata": {"name": name}}
+        return self.stale_reads.pop(0) if self.stale_reads else copy.deepcopy(self.stored)
+
+    def replace(self, obj: dict[str, Any], **_: Any) -> dict[str, Any] | None:
+        wanted = obj["metadata"].get("resourceVersion")
+        current = self.stored["metadata"]["resourceVersion"]
+        if wanted is not None and wanted != current:
+            return None
+        self.stored = copy.deepcopy(obj)
+        self.stored["metadata"]["resourceVersion"] = str(int(current) + 1)
+        return copy.deepcopy(self.stored)
+
+
+def test_two_runs_taking_over_the_same_stale_lease_cannot_both_win() -> None:
+    dead = Holder(socket.gethostname(), exited_pid(), "otactl up", NOW.isoformat())
+    stale = lease(dead, dt.datetime.now(dt.UTC))
+    stale["metadata"]["resourceVersion"] = "7"
+    server = _ApiServer(copy.deepcopy(stale))
+    me = Holder(socket.gethostname(), os.getpid(), "otactl up", NOW.isoformat())
+    told: list[str] = []
+    first = _Lease(server, "ota", me)  # type: ignore[arg-type]
+    assert first.acquire(told.append)
+    assert told == [
+        f"took over Lease ota/otactl from {dead.describe()}: process {dead.pid} is gone"
+    ]
+    # The second run read the lease before the first one took it over.
+    server.stale_reads.append(copy.deepcopy(stale))
+    other = Holder("ci-runner-2", 4242, "otactl down", NOW.isoformat())
+    second = _Lease(server, "ota", other)  # type: ignore[arg-type]
+    with pytest.raises(
+        InstallationBusy, match=r"another operation is in progress on namespace ota"
+    ):
+        second.acquire(told.append)
+    assert server.stored["spec"]["holderIdentity"] == first.identity

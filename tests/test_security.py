@@ -92,6 +92,13 @@ def test_a_new_env_var_naming_another_service_adds_its_flow(docs: Docs):
     flows = security.derive_flows(changed, "ota")
     assert F("web-events", "zookeeper", 3888) in flows
     assert F("web-events", "zookeeper", 2181) not in flows
+    # An X_HOST naming a service takes its port from the sibling X_PORT, not all its ports.
+    _config(changed, "web-events-config").update(ELECT_HOST="zookeeper", ELECT_PORT="2888")
+    to_zookeeper = {f for f in security.derive_flows(changed, "ota") if f.dest == "zookeeper"}
+    assert {f for f in to_zookeeper if f.source == "web-events"} == {
+        F("web-events", "zookeeper", 3888),
+        F("web-events", "zookeeper", 2888),
+    }
     # A public name or a path is not a service.
     _config(changed, "web-events-config")["LINK"] = "https://app.example.com/director/x"
     assert not {f for f in security.derive_flows(changed, "ota") if f.source == "web-events"} & {
