@@ -271,7 +271,9 @@ def render(values: Values, secrets: Secrets) -> Rendered:
     return Rendered(sets)
 
 
-SETS = ("infra", "services", "ingress")
+# Every set `render` can write; ingress and network only when turned on.
+SETS = ("infra", "services", "ingress", "network")
+OPTIONAL_SETS = ("ingress", "network")
 
 
 def remove_written(out_dir: Path) -> list[Path]:
@@ -301,7 +303,7 @@ def write(
             paths.append(path)
             if progress:
                 progress(f"wrote {path}")
-        for optional in ("ingress", "network"):
+        for optional in OPTIONAL_SETS:
             stale = out_dir / f"{optional}.yaml"
             if optional not in rendered.sets and stale.exists():
                 stale.unlink()

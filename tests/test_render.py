@@ -211,3 +211,13 @@ def test_missing_template_value_names_template_and_value(tmp_path: Path, monkeyp
         render.RenderError, match=r"templates/infra.yaml.j2: undefined value: .*no_such_value"
     ):
         render.render(values, secretstore.load_or_create(tmp_path / "s"))
+
+
+def test_remove_written_removes_every_set_render_can_write(tmp_path: Path):
+    # down --purge: every set (the optional ones included) holds Secrets' values or names them.
+    values = load_values(sets=["ingress.enabled=true", "network_policy.enabled=true"])
+    out = render.render(values, secretstore.load_or_create(tmp_path / "srv"))
+    assert set(out.sets) == set(render.SETS)
+    written = render.write(out, tmp_path / "templates")
+    assert sorted(render.remove_written(tmp_path / "templates")) == sorted(written)
+    assert not (tmp_path / "templates").exists()
