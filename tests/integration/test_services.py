@@ -367,7 +367,9 @@ def test_health_no_pods_is_the_api_server_not_the_service(
             str(local_cluster.kubeconfig), "-n", ns,
         )  # fmt: skip
         assert res.returncode == 8, res.stderr
-        assert "director  FAIL     503" in res.stdout
+        header, row = res.stdout.splitlines()
+        assert header.split()[:3] == ["SERVICE", "STATUS", "HTTP"]
+        assert row.split()[:3] == ["director", "FAIL", "503"]
         assert res.stderr.startswith("error: 1 of 1 services not healthy: director: no ready")
         res = run_otactl(
             "--generated", str(tmp_path), "health", "director", "--wait", "--timeout", "2",
