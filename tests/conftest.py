@@ -30,6 +30,15 @@ def _own_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["XDG_STATE_HOME"] = before
 
 
+@pytest.fixture(autouse=True)
+def _own_state_home_per_test(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """And one list per test: a CA another test made must not make this test's otactl
+    refuse a new CA outside a project (module fixtures keep the session's list)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+
+
 def run_otactl(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
