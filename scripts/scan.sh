@@ -10,5 +10,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 env -u OTACTL_CONFIG -u OTACTL_GENERATED "$root/.venv/bin/otactl" --generated "$work/generated" \
   render --out "$work/manifests" >/dev/null
+# --skip-download: checkov would otherwise fetch its guidelines from Prisma Cloud; the scan
+# must not leave this machine (it passes the same inside `unshare -n`, with no network).
 "$root/.venv-scan/bin/checkov" --directory "$work/manifests" --framework kubernetes \
-  --compact --quiet
+  --compact --quiet --skip-download
