@@ -212,6 +212,22 @@ def make_ca(
     return _sign(builder, key), key
 
 
+def write_new_ca(
+    cert_path: Path,
+    key_path: Path,
+    cn: str,
+    eku: x509.ObjectIdentifier,
+    settings: PkiSettings,
+    now: dt.datetime,
+) -> Issuer:
+    """`make_ca` with the settings' key type and CA lifetime, its key written 0600 before
+    its certificate (a certificate on disk always has its key)."""
+    cert, key = make_ca(cn, eku, key_type=settings.key_type, days=settings.ca_days, now=now)
+    write_private(key_path, key_pem(key))
+    write_atomic(cert_path, cert_pem(cert))
+    return Issuer(cert, key)
+
+
 def make_server_cert(
     ca: Issuer,
     dns_names: Sequence[str],
@@ -653,16 +669,10 @@ def _ensure_server_pki(
     if _load_pair(files.server_ca, files.server_ca_key, "server CA"):
         server_ca = load_issuer(files.server_ca, files.server_ca_key, now=now)
     else:
-        cert, key = make_ca(
-            SERVER_CA_CN,
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            key_type=settings.key_type,
-            days=settings.ca_days,
-            now=now,
-        )
-        write_private(files.server_ca_key, key_pem(key))
-        write_atomic(files.server_ca, cert_pem(cert))
-        server_ca = Issuer(cert, key)
+        server_ca = write_new_ca(
+            files.server_ca, files.server_ca_key, SERVER_CA_CN,
+            ExtendedKeyUsageOID.SERVER_AUTH, settings, now,
+        )  # fmt: skip
         out.created.append("server CA")
         remember_server(server_dir)
 
@@ -745,17 +755,12 @@ def _ensure_device_ca(
             out.created.append("upstream CRL (refreshed)")
         return current
     if import_cert is None or import_key is None:
-        cert, key = make_ca(
-            DEVICE_CA_CN,
-            ExtendedKeyUsageOID.CLIENT_AUTH,
-            key_type=settings.key_type,
-            days=settings.ca_days,
-            now=now,
-        )
-        write_private(files.device_ca_key, key_pem(key))
-        write_atomic(files.device_ca, cert_pem(cert))
+        made = write_new_ca(
+            files.device_ca, files.device_ca_key, DEVICE_CA_CN,
+            ExtendedKeyUsageOID.CLIENT_AUTH, settings, now,
+        )  # fmt: skip
         out.created.append("device CA")
-        return Issuer(cert, key)
+        return made
 
     issuer = load_issuer(import_cert, import_key, now=now)
     if issuer.chain:
@@ -919,16 +924,10 @@ def ensure_build_tools_ca(
     if _load_pair(files.ca, files.ca_key, "build-tools CA"):
         issuer = load_issuer(files.ca, files.ca_key, now=now)
     else:
-        cert, key = make_ca(
-            BUILD_TOOLS_CA_CN,
-            ExtendedKeyUsageOID.CLIENT_AUTH,
-            key_type=settings.key_type,
-            days=settings.ca_days,
-            now=now,
-        )
-        write_private(files.ca_key, key_pem(key))
-        write_atomic(files.ca, cert_pem(cert))
-        issuer = Issuer(cert, key)
+        issuer = write_new_ca(
+            files.ca, files.ca_key, BUILD_TOOLS_CA_CN, ExtendedKeyUsageOID.CLIENT_AUTH,
+            settings, now,
+        )  # fmt: skip
         created.append("build-tools CA")
     if not files.crl.exists():
         write_atomic(files.crl, crl_pem(make_crl(issuer, [], now=now)))
