@@ -55,6 +55,7 @@ from otactl.errors import (
     GkeQuota,
     WaitTimeout,
 )
+from otactl.gke import operations as gke_operations
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCATION = ZONE
@@ -344,11 +345,12 @@ def test_transient_failures_while_polling_are_retried(fake: Fake, failure: str) 
         fake.api.fail("operation", *TRANSIENT[failure])
     fake.api.fail("get", *TRANSIENT[failure])
     seen: list[gke.Progress] = []
-    gke.FIRST_PAUSE, saved = 0.01, gke.FIRST_PAUSE
+    # The backoff lives where _call reads it: otactl.gke.operations.
+    gke_operations.FIRST_PAUSE, saved = 0.01, gke_operations.FIRST_PAUSE
     try:
         info = gke.create_cluster(client_for(fake), spec(), quick(seen))
     finally:
-        gke.FIRST_PAUSE = saved
+        gke_operations.FIRST_PAUSE = saved
     assert info.created and fake.api.faults == {"operation": [], "get": []}
     assert sum(p.status == "RETRYING" for p in seen) == 3
 
