@@ -22,6 +22,11 @@ import pytest
 from otactl import kube
 from otactl.errors import ClusterError, ClusterForbidden, ClusterUnreachable, WatchExpired
 
+# Monkeypatched where they are read: the submodules of otactl.kube.
+from otactl.kube import cluster as kube_cluster
+from otactl.kube import connection as kube_connection
+from otactl.kube import link as kube_link
+
 CONFIGMAP = {
     "apiVersion": "v1",
     "kind": "ConfigMap",
@@ -194,8 +199,8 @@ def test_unreachable_until_the_deadline_is_exit_4_saying_since_when(
     api, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     cluster, script, _, notices = api
-    monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (1.0, 0.3))
-    monkeypatch.setattr(kube, "NOTICE_AFTER", 0.2)
+    monkeypatch.setattr(kube_connection, "REQUEST_TIMEOUT", (1.0, 0.3))
+    monkeypatch.setattr(kube_link, "NOTICE_AFTER", 0.2)
     monkeypatch.setenv("OTACTL_HEARTBEAT_SECONDS", "0.1")
     cluster.sleep = lambda s: time.sleep(min(s, 0.05))
     script.steps = ["silent"]
@@ -216,12 +221,12 @@ def test_unreachable_until_the_deadline_is_exit_4_saying_since_when(
     script.steps = [ok()]
     assert cluster.get("ConfigMap", "ns", "c") is not None
     told = len(notices)
-    monkeypatch.setattr(kube, "NOTICE_AFTER", 60)
+    monkeypatch.setattr(kube_link, "NOTICE_AFTER", 60)
     script.steps = ["reset", ok()]
     assert cluster.get("ConfigMap", "ns", "c") is not None
     assert len(notices) == told
 
-    monkeypatch.setattr(kube, "NOTICE_AFTER", 0.2)
+    monkeypatch.setattr(kube_link, "NOTICE_AFTER", 0.2)
     script.steps = ["silent", ok()]
     assert cluster.get("ConfigMap", "ns", "c") is not None
     assert notices[-1].startswith("API server reachable again after ")
@@ -266,8 +271,8 @@ def test_a_refused_connection_fails_at_once_until_the_api_server_has_answered(
 
 def test_a_watch_resumes_probes_when_quiet_and_says_410(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cluster, script, _, _ = api
-    monkeypatch.setattr(kube, "QUIET_SECONDS", 0.3)
-    monkeypatch.setattr(kube, "PROBE_TIMEOUT", (0.5, 0.5))
+    monkeypatch.setattr(kube_cluster, "QUIET_SECONDS", 0.3)
+    monkeypatch.setattr(kube_cluster, "PROBE_TIMEOUT", (0.5, 0.5))
     added = {"type": "ADDED", "object": {**CONFIGMAP, "metadata": {
         **CONFIGMAP["metadata"], "resourceVersion": "7"}}}  # fmt: skip
     # quiet after one event, the probe answers: the watch ends normally
