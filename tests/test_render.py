@@ -204,7 +204,8 @@ def test_missing_template_value_names_template_and_value(tmp_path: Path, monkeyp
 
     shutil.copytree(otactl.config.templates_dir(), tdir)
     (tdir / "infra.yaml.j2").write_text("{{ v.no_such_value }}\n")
-    monkeypatch.setattr(otactl.config, "templates_dir", lambda: tdir)
+    # Where load_values reads it: otactl.config.loading.
+    monkeypatch.setattr(otactl.config.loading, "templates_dir", lambda: tdir)
     monkeypatch.setattr(render, "templates_dir", lambda: tdir)
     values = load_values()
     with pytest.raises(
