@@ -61,7 +61,7 @@ def parse_target(text: str) -> Target:
 
 def remote_layout(fmt: str, base: str) -> dict[str, tuple[str, int]]:
     """Bundle file → (path on the device, mode), as aktualizr reads them for `fmt`."""
-    from otactl.bundle import device_layout
+    from otactl.devices import device_layout
 
     if not base.startswith("/"):
         raise ConfigError(f"remote path {base!r}: must be absolute")
@@ -77,7 +77,7 @@ def bundle_format(bundle_dir: Path) -> str:
         fmt = json.loads((bundle_dir / "info.json").read_text())["format"]
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"{bundle_dir}: not a device bundle (info.json: {e})") from None
-    from otactl.bundle import FORMAT_ALIASES, FORMATS
+    from otactl.devices import FORMAT_ALIASES, FORMATS
 
     if fmt not in FORMATS and fmt not in FORMAT_ALIASES:
         raise ConfigError(f"{bundle_dir}/info.json: unknown format {fmt!r}")

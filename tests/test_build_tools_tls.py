@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from service_fakes import script
 
-from otactl import bundle, credentials, pkcs12, pki, render
+from otactl import credentials, devices, pkcs12, pki, render
 from otactl.config import Values, load_values
 from tests.conftest import ROOT, free_port, require_binary, wait_for_port
 from tests.test_credentials import fresh
@@ -108,10 +108,10 @@ def setup(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Itera
     good = _make_zip(values, server_dir, "ci-good", https)
     revoked = _make_zip(values, server_dir, "ci-revoked", https)
     pki.revoke_build_tools_client(server_dir, "ci-revoked")
-    opts = bundle.BundleOptions(
+    opts = devices.BundleOptions(
         "https://ota-ce.example.com:30443", values.device, values.pki.device_days
     )
-    device = bundle.new_device(server_dir, bundle.DeviceSpec("dev-1"), opts).path
+    device = devices.new_device(server_dir, devices.DeviceSpec("dev-1"), opts).path
     key = pki.load_key(device / "pkey.pem")
     cert = pki.load_certs(device / "client.pem")[0]
 

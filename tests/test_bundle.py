@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from otactl import bundle, pki
+from otactl import devices, pki
 from otactl.config import load_values
 from otactl.errors import ConfigError
 from tests.conftest import ROOT, run_otactl
@@ -50,9 +50,9 @@ def server_dir(tmp_path: Path) -> Path:
     return tmp_path / "gen" / SERVER
 
 
-def options(**update: object) -> bundle.BundleOptions:
+def options(**update: object) -> devices.BundleOptions:
     values = load_values()
-    return bundle.BundleOptions(
+    return devices.BundleOptions(
         gateway_url=f"https://{SERVER}:30443",
         device=values.device.model_copy(update={k: v for k, v in update.items() if k != "archive"}),
         days=values.pki.device_days,
@@ -82,7 +82,7 @@ def assert_complete(folder: Path) -> None:
         "format",
         "aktualizr",
     }
-    assert info["format"] in bundle.FORMATS
+    assert info["format"] in devices.FORMATS
     tomllib.loads((folder / "sota.toml").read_text())
 
 
@@ -313,7 +313,7 @@ def test_given_uuid_and_archive(tmp_path: Path, gen: dict[str, str]) -> None:
     info = json.loads(out.stdout)
     assert info["uuid"] == given.lower()
     folder = Path(info["path"])
-    with tarfile.open(folder / bundle.ARCHIVE) as tar:
+    with tarfile.open(folder / devices.ARCHIVE) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {
             "var",
@@ -343,7 +343,7 @@ def test_given_uuid_and_archive(tmp_path: Path, gen: dict[str, str]) -> None:
         env=gen,
         check=True,
     )
-    with tarfile.open(Path(json.loads(out.stdout)["path"]) / bundle.ARCHIVE) as tar:
+    with tarfile.open(Path(json.loads(out.stdout)["path"]) / devices.ARCHIVE) as tar:
         names = set(tar.getnames())
     assert {
         "var/sota/sota.toml",
@@ -409,13 +409,13 @@ def test_no_server_pki(tmp_path: Path) -> None:
 
 
 def read_manifest(tmp_path: Path) -> list[dict[str, str]]:
-    path = server_dir(tmp_path) / "devices" / bundle.MANIFEST
+    path = server_dir(tmp_path) / "devices" / devices.MANIFEST
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def uuid_folders(tmp_path: Path) -> list[Path]:
-    devices = server_dir(tmp_path) / "devices"
-    return [p for p in devices.iterdir() if bundle.UUID_RE.fullmatch(p.name)]
+    folder = server_dir(tmp_path) / "devices"
+    return [p for p in folder.iterdir() if devices.UUID_RE.fullmatch(p.name)]
 
 
 def test_count_batch_and_rerun(tmp_path: Path, gen: dict[str, str]) -> None:
@@ -519,10 +519,10 @@ def test_csv_batch_and_bad_row(tmp_path: Path, gen: dict[str, str]) -> None:
 
 
 def test_hook_sees_every_bundle(tmp_path: Path, gen: dict[str, str]) -> None:
-    seen: list[bundle.BundleInfo] = []
+    seen: list[devices.BundleInfo] = []
     done: list[int] = []
-    specs = bundle.specs_from_count("hk", 120)
-    summary = bundle.new_devices(
+    specs = devices.specs_from_count("hk", 120)
+    summary = devices.new_devices(
         server_dir(tmp_path),
         specs,
         options(),
@@ -538,14 +538,14 @@ def test_hook_sees_every_bundle(tmp_path: Path, gen: dict[str, str]) -> None:
 
     # A hook that fails (e.g. the registry is down) stops the run; what exists stays valid,
     # and the re-run hands the hook every bundle again, made or skipped.
-    def flaky(info: bundle.BundleInfo) -> None:
+    def flaky(info: devices.BundleInfo) -> None:
         if info.name == "hk-0150":
             raise RuntimeError("registry down")
 
     with pytest.raises(RuntimeError, match="registry down"):
-        bundle.new_devices(
+        devices.new_devices(
             server_dir(tmp_path),
-            bundle.specs_from_count("hk", 300),
+            devices.specs_from_count("hk", 300),
             options(),
             workers=2,
             chunk_size=16,
@@ -556,9 +556,9 @@ def test_hook_sees_every_bundle(tmp_path: Path, gen: dict[str, str]) -> None:
     for folder in uuid_folders(tmp_path):
         assert (folder / "info.json").exists()
     seen.clear()
-    summary = bundle.new_devices(
+    summary = devices.new_devices(
         server_dir(tmp_path),
-        bundle.specs_from_count("hk", 300),
+        devices.specs_from_count("hk", 300),
         options(),
         workers=2,
         hook=seen.append,
@@ -595,7 +595,7 @@ def test_sigkill_mid_batch_leaves_only_complete_bundles(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    manifest = server_dir(tmp_path) / "devices" / bundle.MANIFEST
+    manifest = server_dir(tmp_path) / "devices" / devices.MANIFEST
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if manifest.exists() and manifest.stat().st_size > 20 * 150:
@@ -609,7 +609,7 @@ def test_sigkill_mid_batch_leaves_only_complete_bundles(
     assert 20 <= len(folders) < 5000
     for folder in folders:
         assert_complete(folder)
-        assert (folder / bundle.ARCHIVE).stat().st_size > 0
+        assert (folder / devices.ARCHIVE).stat().st_size > 0
     # Half-written bundles exist only as hidden .tmp-* folders, which the next run drops.
     out = run_otactl(
         "new-device",
@@ -632,24 +632,33 @@ def test_sigkill_mid_batch_leaves_only_complete_bundles(
     assert not [
         p
         for p in (server_dir(tmp_path) / "devices").iterdir()
-        if p.name.startswith(bundle.TMP_PREFIX)
+        if p.name.startswith(devices.TMP_PREFIX)
     ]
 
 
 def test_specs_from_csv_streams(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("n1\n\nn2,,hw-2\nbad name\n")
-    specs = bundle.specs_from_csv(path)
+    specs = devices.specs_from_csv(path)
     assert next(specs).name == "n1"
-    assert next(specs) == bundle.DeviceSpec("n2", None, "hw-2", row=3)
+    assert next(specs) == devices.DeviceSpec("n2", None, "hw-2", row=3)
     with pytest.raises(ConfigError, match=r"d\.csv:4: device name 'bad name'"):
         next(specs)
 
 
 def test_core_modules_stay_light() -> None:
-    """pki and bundle import neither typer nor the cluster clients."""
+    """pki and devices (every module of both packages) and credentials import neither
+    typer nor the cluster clients."""
+    modules = ["otactl.credentials", "otactl.credentials_zip"]
+    for package in ("pki", "devices"):
+        modules += [f"otactl.{package}"] + [
+            f"otactl.{package}.{p.stem}"
+            for p in sorted((ROOT / "otactl" / package).glob("*.py"))
+            if p.stem != "__init__"
+        ]
+    assert "otactl.devices.batch" in modules and "otactl.pki.profiles" in modules
     code = (
-        "import sys, otactl.pki, otactl.bundle; "
+        f"import sys, {', '.join(modules)}; "
         "bad = [m for m in ('typer', 'kubernetes', 'google.cloud', 'rich') if m in sys.modules]; "
         "print(bad)"
     )

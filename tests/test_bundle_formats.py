@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from otactl import bundle
+from otactl import devices
 from tests.aktualizr_config import TAGS, IniError, Ptree, at_least, provision, read_ini
 from tests.conftest import run_otactl
 
@@ -41,12 +41,12 @@ def on_device(folder: Path) -> dict[str, bytes]:
     info = json.loads((folder / "info.json").read_bytes())
     storage = Ptree(read_ini((folder / "sota.toml").read_text())).path("storage.path")
     assert storage is not None
-    layout = bundle.device_layout(info["format"], storage)
+    layout = devices.device_layout(info["format"], storage)
     return {path: (folder / name).read_bytes() for name, path in layout.items()}
 
 
 def claimed(fmt: str) -> list[str]:
-    f = bundle.FORMATS[fmt]
+    f = devices.FORMATS[fmt]
     return [t for t in TAGS if at_least(t, f.first) and (f.last is None or at_least(f.last, t))]
 
 
@@ -89,9 +89,9 @@ def test_each_release_provisions_exactly_where_claimed(
     assert works == claimed(fmt)
     assert json.loads((folder / "info.json").read_bytes())["aktualizr"] == {
         "format": fmt,
-        "releases": bundle.FORMATS[fmt].releases,
-        "first": bundle.FORMATS[fmt].first,
-        "last": bundle.FORMATS[fmt].last,
+        "releases": devices.FORMATS[fmt].releases,
+        "first": devices.FORMATS[fmt].first,
+        "last": devices.FORMATS[fmt].last,
         "built_with_ostree": True,
     }
 
@@ -265,10 +265,10 @@ def test_warnings_and_alias(tmp_path: Path, gen: dict[str, str]) -> None:
 def test_help_states_the_releases_of_every_format(tmp_path: Path) -> None:
     out = run_otactl("new-device", "--help", cwd=tmp_path, env={"COLUMNS": "200"}, check=True)
     text = " ".join(out.stdout.replace("│", " ").split())  # rich's box, unwrapped
-    for f in bundle.FORMATS.values():
+    for f in devices.FORMATS.values():
         assert f"{f.name}" in text and f"aktualizr {f.first} to {f.last or 'master'}" in text
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for f in bundle.FORMATS.values():
+    for f in devices.FORMATS.values():
         assert f"| `{f.name}` | {f.first} to {f.last or 'master'} |" in readme
 
 
@@ -311,7 +311,7 @@ def test_csv_not_utf8_is_one_line(tmp_path: Path, gen: dict[str, str]) -> None:
     assert proc.stderr == (
         f"error: {path}: not UTF-8 text: byte 0xe9 at offset 14 (line 3); save it as UTF-8\n"
     )
-    assert not (tmp_path / "gen" / SERVER / "devices" / bundle.MANIFEST).exists()
+    assert not (tmp_path / "gen" / SERVER / "devices" / devices.MANIFEST).exists()
 
     # A byte order mark (Excel's "CSV UTF-8") and bare CR line ends are fine.
     path.write_bytes(b"\xef\xbb\xbfname,uuid\rb-1\rb-2,\r")
@@ -342,7 +342,7 @@ def test_csv_bad_input(tmp_path: Path, gen: dict[str, str], data: bytes, message
 
 def test_corrupt_manifest_is_one_line(tmp_path: Path, gen: dict[str, str]) -> None:
     make(tmp_path, gen, "d1")
-    manifest = tmp_path / "gen" / SERVER / "devices" / bundle.MANIFEST
+    manifest = tmp_path / "gen" / SERVER / "devices" / devices.MANIFEST
     kept = manifest.read_bytes()
     manifest.write_bytes(kept + b"{not json}\n")
     proc = run_otactl("new-device", "--no-register", "d2", cwd=tmp_path, env=gen)
@@ -363,4 +363,4 @@ def test_bad_workers(tmp_path: Path, gen: dict[str, str]) -> None:
         cwd=tmp_path, env=gen,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert not (tmp_path / "gen" / SERVER / "devices" / bundle.MANIFEST).exists()
+    assert not (tmp_path / "gen" / SERVER / "devices" / devices.MANIFEST).exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from otactl import bundle, pki
+from otactl import devices, pki
 from otactl.config import load_values
 from tests import test_gateway_tls
 from tests.conftest import require_binary
@@ -35,10 +35,10 @@ def test_curl_presents_the_device_key_like_aktualizr(
     settings = pki.PkiSettings(key_type=ca_keys, device_key_type=device_keys)
     pki.ensure_server_pki(server_dir, SERVER, settings, extra_ips=["127.0.0.1"])
     values = load_values()
-    opts = bundle.BundleOptions(
+    opts = devices.BundleOptions(
         f"https://{SERVER}:8443", values.device, days=30, key_type=settings.device_keys
     )
-    dev = bundle.new_device(server_dir, bundle.DeviceSpec("d1"), opts)
+    dev = devices.new_device(server_dir, devices.DeviceSpec("d1"), opts)
     assert (dev.path / "pkey.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
     gw = start_gateway(server_dir)
 
@@ -60,6 +60,6 @@ def test_curl_presents_the_device_key_like_aktualizr(
     assert json.loads(got.stdout)["headers"]["x-ats-device-uuid"] == dev.uuid
 
     # And a key that does not belong to the certificate is refused by curl itself.
-    other = bundle.new_device(server_dir, bundle.DeviceSpec("d2"), opts)
+    other = devices.new_device(server_dir, devices.DeviceSpec("d2"), opts)
     wrong = fetch(other.path / "pkey.pem")
     assert wrong.returncode != 0 and "private key" in wrong.stderr.lower(), wrong.stderr

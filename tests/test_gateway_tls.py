@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from otactl import bundle, pki, render
+from otactl import devices, pki, render
 from otactl.config import load_values
 from tests.conftest import free_port, require_binary, wait_for_port
 
@@ -165,9 +165,9 @@ def get(gw: Gateway, ctx: ssl.SSLContext, path: str, name: str = SERVER) -> tupl
     return int(head.split()[1]), body
 
 
-def options() -> bundle.BundleOptions:
+def options() -> devices.BundleOptions:
     values = load_values()
-    return bundle.BundleOptions(f"https://{SERVER}:8443", values.device, values.pki.device_days)
+    return devices.BundleOptions(f"https://{SERVER}:8443", values.device, values.pki.device_days)
 
 
 # --- the fleet made by otactl itself -------------------------------------------------------
@@ -176,9 +176,9 @@ def options() -> bundle.BundleOptions:
 @dataclass
 class Fleet:
     server_dir: Path
-    good: bundle.BundleInfo
-    revoked: bundle.BundleInfo
-    foreign: bundle.BundleInfo  # from another server's device CA
+    good: devices.BundleInfo
+    revoked: devices.BundleInfo
+    foreign: devices.BundleInfo  # from another server's device CA
     gateway: Gateway
 
 
@@ -187,12 +187,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, start_gateway: StartGateway)
     base = tmp_path_factory.mktemp("fleet")
     server_dir = base / SERVER
     pki.ensure_server_pki(server_dir, SERVER, pki.PkiSettings(), extra_ips=["127.0.0.1"])
-    good = bundle.new_device(server_dir, bundle.DeviceSpec("good"), options())
-    revoked = bundle.new_device(server_dir, bundle.DeviceSpec("stolen"), options())
-    bundle.revoke_device(server_dir, "stolen")
+    good = devices.new_device(server_dir, devices.DeviceSpec("good"), options())
+    revoked = devices.new_device(server_dir, devices.DeviceSpec("stolen"), options())
+    devices.revoke_device(server_dir, "stolen")
     other = base / "other" / SERVER
     pki.ensure_server_pki(other, SERVER, pki.PkiSettings())
-    foreign = bundle.new_device(other, bundle.DeviceSpec("intruder"), options())
+    foreign = devices.new_device(other, devices.DeviceSpec("intruder"), options())
     return Fleet(server_dir, good, revoked, foreign, start_gateway(server_dir))
 
 
@@ -361,9 +361,9 @@ def test_imported_intermediate_through_nginx(
         device_ca_key=fleet_dir / "inter.key",
         device_ca_crl=fleet_dir / "root-crl.pem",
     )
-    ok = bundle.new_device(server_dir, bundle.DeviceSpec("ok"), options())
-    gone = bundle.new_device(server_dir, bundle.DeviceSpec("gone"), options())
-    bundle.revoke_device(server_dir, "gone")
+    ok = devices.new_device(server_dir, devices.DeviceSpec("ok"), options())
+    gone = devices.new_device(server_dir, devices.DeviceSpec("gone"), options())
+    devices.revoke_device(server_dir, "gone")
     gw = start_gateway(server_dir)
 
     status, body = get(gw, device_context(ok.path), "/director/x")

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from otactl import bundle, pki
+from otactl import devices, pki
 from otactl.config import load_values
 from otactl.errors import ConfigError, PkiError
 from tests.conftest import run_otactl
@@ -51,9 +51,9 @@ def make_server(tmp_path: Path, **kw: object) -> pki.ServerPki:
     return pki.ensure_server_pki(tmp_path / SERVER, SERVER, settings, **kw)  # type: ignore[arg-type]
 
 
-def device_options(**update: object) -> bundle.BundleOptions:
+def device_options(**update: object) -> devices.BundleOptions:
     values = load_values()
-    return bundle.BundleOptions(
+    return devices.BundleOptions(
         gateway_url=f"https://{SERVER}:30443",
         device=values.device.model_copy(update=update),
         days=values.pki.device_days,
@@ -108,7 +108,7 @@ def test_profiles_as_openssl_shows_them(tmp_path: Path) -> None:
 def test_device_certificate_profile(tmp_path: Path) -> None:
     root = tmp_path / SERVER
     make_server(tmp_path)
-    info = bundle.new_device(root, bundle.DeviceSpec("dev-1"), device_options())
+    info = devices.new_device(root, devices.DeviceSpec("dev-1"), device_options())
     text = x509_text(info.path / "client.pem")
     assert f"Subject: CN = {info.uuid}" in text and "Issuer: CN = ota-devices-CA" in text
     assert "X509v3 Key Usage: critical\n                Digital Signature\n" in text
@@ -121,7 +121,7 @@ def test_device_certificate_profile(tmp_path: Path) -> None:
 
 def test_chains_verify_with_openssl(tmp_path: Path) -> None:
     files = make_server(tmp_path).files
-    info = bundle.new_device(files.root, bundle.DeviceSpec("dev-1"), device_options())
+    info = devices.new_device(files.root, devices.DeviceSpec("dev-1"), device_options())
     ok = openssl(
         "verify", "-purpose", "sslserver", "-CAfile", str(files.server_ca), str(files.server_cert)
     )
@@ -317,7 +317,7 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     assert b"".join(fleet_ca["root_crl"].read_bytes().split()) in b"".join(
         files.crl.read_bytes().split()
     )
-    info = bundle.new_device(files.root, bundle.DeviceSpec("d1"), device_options())
+    info = devices.new_device(files.root, devices.DeviceSpec("d1"), device_options())
     # The device sends its certificate and the intermediate; the root stays out.
     chain = pki.load_certs(info.path / "client.chain.pem")
     assert [pki.common_name(c) for c in chain] == [info.uuid, "Fleet Devices 2026"]
@@ -331,7 +331,7 @@ def test_import_intermediate_fleet_ca(tmp_path: Path, fleet_ca: dict[str, Path])
     )
     assert bad.returncode != 0 and "unable to get certificate CRL" in bad.stdout + bad.stderr
     # Revocation still works with the imported CA, and keeps the root's CRL in the file.
-    bundle.revoke_device(files.root, "d1")
+    devices.revoke_device(files.root, "d1")
     assert len(pki.load_crls(files.crl)) == 2
     bad = verify_client(
         str(files.crl), str(files.device_ca), str(info.path / "client.pem"), check=False
@@ -372,7 +372,7 @@ def test_import_self_signed_fleet_ca(tmp_path: Path) -> None:
     files = make_server(
         tmp_path, device_ca_cert=tmp_path / "ca.pem", device_ca_key=tmp_path / "ca.key"
     ).files
-    info = bundle.new_device(files.root, bundle.DeviceSpec("d1"), device_options())
+    info = devices.new_device(files.root, devices.DeviceSpec("d1"), device_options())
     ok = verify_client(str(files.crl), str(files.device_ca), str(info.path / "client.pem"))
     assert ": OK" in ok.stdout
     # Re-running with the same import is a no-op.
@@ -389,11 +389,11 @@ def test_import_self_signed_fleet_ca(tmp_path: Path) -> None:
 
 def test_revoke_by_name_and_uuid(tmp_path: Path) -> None:
     files = make_server(tmp_path).files
-    a = bundle.new_device(files.root, bundle.DeviceSpec("a"), device_options())
-    b = bundle.new_device(files.root, bundle.DeviceSpec("b"), device_options())
-    _, rev = bundle.revoke_device(files.root, "a")
+    a = devices.new_device(files.root, devices.DeviceSpec("a"), device_options())
+    b = devices.new_device(files.root, devices.DeviceSpec("b"), device_options())
+    _, rev = devices.revoke_device(files.root, "a")
     assert not rev.already and format(rev.serial, "x") == a.serial
-    _, again = bundle.revoke_device(files.root, a.uuid)
+    _, again = devices.revoke_device(files.root, a.uuid)
     assert again.already
     text = openssl("crl", "-in", str(files.crl), "-noout", "-text").stdout
     padded = a.serial.upper().zfill(len(a.serial) + len(a.serial) % 2)  # openssl: whole bytes
@@ -425,7 +425,7 @@ def test_revoke_by_name_and_uuid(tmp_path: Path) -> None:
     assert ": OK" in ok.stdout
     assert pki.revoked_serials(files) == {int(a.serial, 16)}
     with pytest.raises(ConfigError, match="no device named"):
-        bundle.revoke_device(files.root, "nobody")
+        devices.revoke_device(files.root, "nobody")
 
 
 def test_certs_check_cli(tmp_path: Path) -> None:
@@ -498,8 +498,8 @@ def test_refresh_the_roots_crl(tmp_path: Path, fleet_ca: dict[str, Path]) -> Non
         device_ca_key=fleet_ca["key"],
         device_ca_crl=fleet_ca["root_crl"],
     ).files
-    bundle.new_device(files.root, bundle.DeviceSpec("d1"), device_options())
-    bundle.revoke_device(files.root, "d1")
+    devices.new_device(files.root, devices.DeviceSpec("d1"), device_options())
+    devices.revoke_device(files.root, "d1")
     own = pki.load_crls(files.crl)[0]
     with pytest.raises(PkiError, match="expired"):
         make_server(tmp_path, device_ca_crl=fleet_ca["stale_crl"])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from otactl import pki
@@ -88,7 +89,7 @@ def test_refreshing_without_a_crl_file_makes_the_device_cas_own(
         issuer.cert.public_key()  # type: ignore[arg-type]
     )
     assert list(own) == [] and own.last_update_utc == now - pki.BACKDATE
-    assert upstream.public_bytes(pki.serialization.Encoding.PEM) == (
+    assert upstream.public_bytes(serialization.Encoding.PEM) == (
         fleet_ca["next_root_crl"].read_bytes()
     )
     assert files.upstream_crl.read_bytes() == fleet_ca["next_root_crl"].read_bytes()

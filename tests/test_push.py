@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port, require_binary, run_otactl, wait_for_port
 
-from otactl import bundle
+from otactl import devices
 from otactl.config import load_values
 from otactl.errors import ConfigError, PushError
 from otactl.pki import PkiSettings, ensure_server_pki
@@ -92,10 +92,10 @@ def server_dir(tmp_path: Path) -> Path:
     return d
 
 
-def make_bundle(server_dir: Path, name: str, fmt: str = "implicit") -> bundle.BundleInfo:
+def make_bundle(server_dir: Path, name: str, fmt: str = "implicit") -> devices.BundleInfo:
     device = load_values().device.model_copy(update={"format": fmt})
-    opts = bundle.BundleOptions(f"https://{SERVER}:30443", device, days=30)
-    return bundle.new_device(server_dir, bundle.DeviceSpec(name), opts)
+    opts = devices.BundleOptions(f"https://{SERVER}:30443", device, days=30)
+    return devices.new_device(server_dir, devices.DeviceSpec(name), opts)
 
 
 def mode(path: Path) -> int:

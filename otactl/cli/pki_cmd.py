@@ -31,8 +31,8 @@ from otactl.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from otactl import bundle
-    from otactl.bundle import BatchSummary, BundleOptions, DeviceSpec, Hook
+    from otactl import devices
+    from otactl.devices import BatchSummary, BundleOptions, DeviceSpec, Hook
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
 
@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
 
         Device keys are P-256 unless pki.device_key_type (or pki.key_type) says rsa.
         """
-        from otactl import bundle
+        from otactl import devices
         from otactl.cli import service_cmd
 
         st = state(ctx, config, set_, profile, namespace)
@@ -217,11 +217,11 @@ def register(app: typer.Typer) -> None:
         }
         existing = None
         if name is not None:
-            existing = bundle.existing_device(st.server_dir(), bundle.validate_name(name))
+            existing = devices.existing_device(st.server_dir(), devices.validate_name(name))
             if existing is not None:
                 _check_existing(existing, opts, asked, reissue, uuid)
         # Said once the bundles are made, so that a refused argument stays a one-line error.
-        warnings = bundle.fit_warnings(opts.device.format, opts.device)
+        warnings = devices.fit_warnings(opts.device.format, opts.device)
         service_cmd.check_push_options(name is not None, push)
         cluster = None
         if register_:
@@ -233,21 +233,21 @@ def register(app: typer.Typer) -> None:
                 opts = dataclasses.replace(opts, gateway_url=url)
 
         if name is not None:
-            spec = bundle.DeviceSpec(
-                bundle.validate_name(name), bundle.validate_uuid(uuid) if uuid else None
+            spec = devices.DeviceSpec(
+                devices.validate_name(name), devices.validate_uuid(uuid) if uuid else None
             )
             if existing is not None and reissue:
                 # the port as the cluster exposes it applies too (opts has it by now)
-                opts = bundle.options_for(existing, opts, asked)
+                opts = devices.options_for(existing, opts, asked)
             revocation = None
             with service_cmd.registering(st, cluster) as registrar:
                 hook = service_cmd.registration_hook(registrar)
                 if existing is not None and reissue:
-                    result, revocation = bundle.replace_device(
+                    result, revocation = devices.replace_device(
                         st.server_dir(), existing.info.name, opts, keep_key=False, hook=hook
                     )
                 else:
-                    result = bundle.new_device(st.server_dir(), spec, opts, hook=hook)
+                    result = devices.new_device(st.server_dir(), spec, opts, hook=hook)
             registered = registrar.registered if registrar else 0
             pushed = (
                 service_cmd.push_device(result, push, ssh_key, insecure_accept_host_key)
@@ -281,11 +281,11 @@ def register(app: typer.Typer) -> None:
             return
 
         if from_csv is not None:
-            specs: Iterable[bundle.DeviceSpec] = bundle.specs_from_csv(from_csv)
-            total = bundle.count_csv_rows(from_csv)
+            specs: Iterable[devices.DeviceSpec] = devices.specs_from_csv(from_csv)
+            total = devices.count_csv_rows(from_csv)
         else:
             assert count is not None and prefix is not None
-            specs = bundle.specs_from_count(prefix, count, start)
+            specs = devices.specs_from_count(prefix, count, start)
             total = count
         with service_cmd.registering(st, cluster) as registrar:
             hook = service_cmd.registration_hook(registrar)
@@ -311,12 +311,12 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         """Add a device's certificate to the device CRL the gateway checks."""
-        from otactl import bundle
+        from otactl import devices
 
         st = state(ctx, config, set_, profile)
         from otactl.pki import ServerFiles
 
-        dev, rev = bundle.revoke_device(st.server_dir(), device)
+        dev, rev = devices.revoke_device(st.server_dir(), device)
         crl = ServerFiles(st.server_dir()).crl
         if output.structured:
             emit(
@@ -358,19 +358,19 @@ def register(app: typer.Typer) -> None:
         """A new certificate (pki.device_days) for a device's existing key: copy the new
         client.pem to the device. The old certificate is not revoked and works until it
         expires; for a new key, `new-device NAME --reissue`."""
-        from otactl import bundle
+        from otactl import devices
         from otactl.cli import service_cmd
 
         st = state(ctx, config, set_, profile, namespace)
-        existing = bundle.existing_device(st.server_dir(), bundle.validate_name(name))
+        existing = devices.existing_device(st.server_dir(), devices.validate_name(name))
         if existing is None:
             raise ConfigError(f"no device named {name!r} under {st.server_dir()}")
-        opts = bundle.options_for(existing, _bundle_options(st, None, None, None, False), set())
+        opts = devices.options_for(existing, _bundle_options(st, None, None, None, False), set())
         opts = dataclasses.replace(opts, gateway_url=existing.gateway_url or opts.gateway_url)
         cluster = service_cmd.connect_for_registration(kubeconfig, context) if register_ else None
         with service_cmd.registering(st, cluster) as registrar:
             hook = service_cmd.registration_hook(registrar)
-            result, _ = bundle.replace_device(
+            result, _ = devices.replace_device(
                 st.server_dir(), existing.info.name, opts, keep_key=True, hook=hook
             )
         if output.structured:
@@ -406,10 +406,10 @@ def register(app: typer.Typer) -> None:
         profile: ProfileOpt = None,
     ) -> None:
         """Name, uuid, certificate expiry, revoked, registered in device-registry."""
-        from otactl import bundle
+        from otactl.devices import Existing, list_devices
 
         st = state(ctx, config, set_, profile, namespace)
-        devices = bundle.list_devices(st.server_dir())
+        devices = list_devices(st.server_dir())
         known: dict[str, str] | None = None
         if registered:
             from otactl import registry
@@ -424,7 +424,7 @@ def register(app: typer.Typer) -> None:
                     cluster.service_caller(st.values().namespace), st.values().tenant
                 )
 
-        def is_registered(d: bundle.Existing) -> bool | None:
+        def is_registered(d: Existing) -> bool | None:
             if known is None:
                 return None
             return known.get(d.info.name) == d.info.uuid
@@ -522,7 +522,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _check_existing(
-    existing: bundle.Existing,
+    existing: devices.Existing,
     opts: BundleOptions,
     asked: set[str],
     reissue: bool,
@@ -530,11 +530,11 @@ def _check_existing(
 ) -> None:
     """new-device NAME on a device that has a bundle: the same options keep it (exit 0);
     other ones, or a revoked device, need --reissue."""
-    from otactl import bundle
+    from otactl import devices
     from otactl.errors import PkiError
 
     dev = existing.info
-    if uuid is not None and bundle.validate_uuid(uuid) != dev.uuid:
+    if uuid is not None and devices.validate_uuid(uuid) != dev.uuid:
         raise ConfigError(f"{dev.name} exists with uuid {dev.uuid}, not {uuid}")
     if reissue:
         return
@@ -543,7 +543,7 @@ def _check_existing(
             f"{dev.name} ({dev.uuid}) is revoked: `otactl new-device {dev.name} --reissue` "
             "makes a new key and certificate"
         )
-    changed = bundle.changed_options(existing, opts, asked)
+    changed = devices.changed_options(existing, opts, asked)
     if changed:
         raise ConfigError(
             f"{dev.name} exists with other settings: {'; '.join(changed)}; add --reissue "
@@ -554,25 +554,25 @@ def _check_existing(
 def _bundle_options(
     st: State, fmt: str | None, hardware_id: str | None, port: int | None, archive: bool
 ) -> BundleOptions:
-    from otactl import bundle
+    from otactl import devices
     from otactl.pki import PkiSettings
 
     values = st.values()
     update: dict[str, object] = {}
     if fmt is not None:
         try:
-            bundle.canonical_format(fmt)
+            devices.canonical_format(fmt)
         except ConfigError:
-            raise ConfigError(f"--format {fmt}: expected {bundle.format_help()}") from None
+            raise ConfigError(f"--format {fmt}: expected {devices.format_help()}") from None
         update["format"] = fmt
     if hardware_id is not None:
-        update["hardware_id"] = bundle.validate_hardware_id(hardware_id)
+        update["hardware_id"] = devices.validate_hardware_id(hardware_id)
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"--port {port}: expected 1-65535")
-    url = bundle.gateway_url(
-        values.server_name, port or bundle.default_gateway_port(values.gateway)
+    url = devices.gateway_url(
+        values.server_name, port or devices.default_gateway_port(values.gateway)
     )
-    return bundle.BundleOptions(
+    return devices.BundleOptions(
         gateway_url=url,
         device=values.device.model_copy(update=update),
         days=values.pki.device_days,
@@ -590,10 +590,10 @@ def _run_batch(
     output: Output,
     hook: Hook | None = None,
 ) -> BatchSummary:
-    from otactl import bundle
+    from otactl import devices
 
     if not is_tty() or output.structured:
-        return bundle.new_devices(st.server_dir(), specs, opts, workers=workers, hook=hook)
+        return devices.new_devices(st.server_dir(), specs, opts, workers=workers, hook=hook)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -606,7 +606,7 @@ def _run_batch(
         transient=False,
     ) as bar:
         task = bar.add_task("bundles", total=total)
-        return bundle.new_devices(
+        return devices.new_devices(
             st.server_dir(),
             specs,
             opts,

@@ -30,7 +30,7 @@ from otactl.cli._common import (
 from otactl.errors import ClusterError, ConfigError, ServiceError
 
 if TYPE_CHECKING:
-    from otactl.bundle import BundleInfo, Hook
+    from otactl.devices import BundleInfo, Hook
     from otactl.health import HealthResult
     from otactl.kube import Cluster
     from otactl.registry import Registrar

@@ -136,7 +136,7 @@ class Pki(Strict):
 
 
 class Device(Strict):
-    # implicit: the old name of legacy-2018 (otactl.bundle.FORMATS has the releases)
+    # implicit: the old name of legacy-2018 (otactl.devices.FORMATS has the releases)
     format: Literal["device-cred", "legacy-2018", "implicit"] = "device-cred"
     hardware_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")
     polling_sec: int = Field(default=10, ge=1)

@@ -57,7 +57,7 @@ def reconcile_build_tools_ca(cluster: Cluster, values: Values, server_dir: Path)
 
 def exposed_gateway_url(cluster: Cluster, values: Values) -> str:
     """The gateway URL devices really reach: the LoadBalancer's 8443, or the NodePort."""
-    from otactl.bundle import default_gateway_port
+    from otactl.devices import default_gateway_port
 
     svc = cluster.get("Service", values.namespace, "gateway-service")
     if svc is None:  # not deployed yet: what the values will expose
