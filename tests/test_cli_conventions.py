@@ -225,6 +225,36 @@ def test_dash_h_everywhere(tmp_path: Path) -> None:
     assert "--timeout DURATION" in proc.stdout and "default: 30m" in proc.stdout
 
 
+def test_help_lists_every_command_without_importing_it() -> None:
+    """`otactl --help` imports no command module (start-up time) and still lists each
+    command with the first sentence of the command's own help."""
+    import sys
+
+    from typer.core import TyperCommand
+    from typer.main import get_command
+
+    from otactl.cli import COMMANDS, app
+
+    code = (
+        "import sys\n"
+        "from otactl.cli import main\n"
+        "sys.argv = ['otactl', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print([m for m in sys.modules if m.startswith('otactl.cli.') and m[11] != '_'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]", proc.stdout
+    listed = [line.split()[0] for line in proc.stdout.split("Commands:\n")[1].splitlines()[:-1]]
+    assert listed == list(COMMANDS)
+    root = get_command(app)
+    for name, (_, summary) in COMMANDS.items():
+        listing = TyperCommand(name=name, help=summary)
+        for limit in (30, 60, 100, 1000):
+            assert listing.get_short_help_str(limit) == root.commands[name].get_short_help_str(
+                limit
+            ), (name, limit)
+
+
 def test_durations_take_units_and_plain_seconds(tmp_path: Path) -> None:
     for good in ("90s", "5m", "1h30m", "120"):
         # A bad kubeconfig stops the run after the options were parsed.

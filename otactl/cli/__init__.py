@@ -1,26 +1,165 @@
-"""The command line: parses options and calls the core. No logic of its own."""
+"""The command line: parses options and calls the core. No logic of its own. This is
+the root group and the entry point; each command lives in a module of this package, which
+is imported only when the command runs or its help is asked (`COMMANDS`)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
-import traceback
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_group
 
 from otactl import __version__
 from otactl.cli._common import (
-    SET_HELP,
+    ConfigOpt,
     ContextOpt,
     KubeconfigOpt,
     NamespaceOpt,
+    ProfileOpt,
+    SetOpt,
     State,
 )
 from otactl.errors import OtactlError
 
+# Every command of `otactl`: the module (in otactl/cli/) that holds it, and the first
+# sentence of its help, which `otactl --help` lists without importing the module (a test
+# holds the two sentences the same). The order is the listing's.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "version": (
+        "config_cmd",
+        "otactl's version and the images it deploys (the values in force: pinned tags).",
+    ),
+    "render": (
+        "render_cmd",
+        "Render the Kubernetes objects (infra, services, ingress) without a cluster.",
+    ),
+    "new-server": (
+        "pki_cmd",
+        "Create the server CA, gateway certificate, device CA and CRL (keeps existing CAs).",
+    ),
+    "new-device": (
+        "new_device_cmd",
+        "Make device bundles: one NAME, --count N --prefix P, or --from-csv FILE.",
+    ),
+    "revoke-device": (
+        "pki_cmd",
+        "Add a device's certificate to the device CRL the gateway checks.",
+    ),
+    "renew-device": (
+        "devices_cmd",
+        "A new certificate (pki.device_days) for a device's existing key: copy the new "
+        "client.pem to the device.",
+    ),
+    "up": (
+        "deploy_cmd",
+        "Deploy OTA CE: PKI, infra, database bootstrap, services, health, credentials.",
+    ),
+    "down": (
+        "deploy_cmd",
+        "Delete what otactl created (volumes and generated/ stay unless --purge).",
+    ),
+    "status": (
+        "deploy_cmd",
+        "Workloads, Services (with addresses) and service health in one view: exit 0 when "
+        "everything is ready and healthy, 1 when not (or nothing is deployed).",
+    ),
+    "health": (
+        "service_cmd",
+        "Health of the OTA services: exit 0 when all are OK, 8 when not, 7 on --wait timeout.",
+    ),
+    "hosts": (
+        "service_cmd",
+        "/etc/hosts lines for the public names, from the Services' real addresses.",
+    ),
+    "credentials": (
+        "credentials_cmd",
+        "TUF repositories, credentials.zip for garage-push and garage-sign (client "
+        "certificate for the reverse proxy's mutual TLS), the user-keys Secret.",
+    ),
+    "revoke-credentials": (
+        "credentials_cmd",
+        "Put a build-tools client's certificate on the CRL the reverse proxy checks.",
+    ),
+    "rbac": (
+        "rbac_cmd",
+        "Print the Role, ClusterRole, ServiceAccount and bindings that `up`, `down`, "
+        "`status`, `health` and `new-device` need (apply them once as an administrator).",
+    ),
+    "config": ("config_cmd", "Inspect the merged values."),
+    "devices": ("devices_cmd", "The devices that have a bundle."),
+    "certs": ("pki_cmd", "Certificates of the server and its devices."),
+    "local-cluster": (
+        "local_cluster",
+        "A local simulated Kubernetes cluster (real control plane, kwok fake nodes, OTA "
+        "services stand-in) for trying otactl and for CI.",
+    ),
+    "gke": (
+        "gke",
+        "Create, connect to, list and delete GKE clusters (Google credentials, no gcloud CLI).",
+    ),
+}
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The root's commands by name. A command's module is imported the first time the
+    command is looked up (run, or its help asked), so that `otactl --help` and each command
+    import only what they use; the names alone import nothing."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            module = importlib.import_module(f"otactl.cli.{COMMANDS[name][0]}")
+            command = get_group(module.app).commands[name]
+            _placeholders(command)
+            self._loaded[name] = command
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("otactl's commands are fixed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*COMMANDS, *self._loaded]))
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self._loaded))
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: its commands come from `_Commands`; its help lists them with the
+    sentences of `COMMANDS`."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands()
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [
+            (name, TyperCommand(name=name, help=summary).get_short_help_str(limit))
+            for name, (_, summary) in COMMANDS.items()
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
     name="otactl",
+    cls=_LazyGroup,
     help="Deploy and provision an OTA Community Edition server on Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -40,22 +179,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE",
-            help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml).",
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP),
-    ] = None,
-    profile: Annotated[
-        str | None, typer.Option("--profile", metavar="local|gke", help="Values profile.")
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    profile: ProfileOpt = None,
     generated: Annotated[
         Path,
         typer.Option(
@@ -83,32 +209,6 @@ def _global(
         context=context,
         namespace=namespace,
     )
-
-
-def _register() -> None:
-    """Each area of commands lives in its own module; none imports a heavy library at the
-    top (kubernetes, google.cloud), so `otactl --help` stays fast."""
-    from otactl.cli import (
-        config_cmd,
-        credentials_cmd,
-        deploy_cmd,
-        gke,
-        local_cluster,
-        pki_cmd,
-        rbac_cmd,
-        render_cmd,
-        service_cmd,
-    )
-
-    for module in (
-        config_cmd, render_cmd, pki_cmd, deploy_cmd, service_cmd, credentials_cmd, rbac_cmd,
-    ):  # fmt: skip
-        module.register(app)
-    app.add_typer(local_cluster.app, name="local-cluster")
-    app.add_typer(gke.app, name="gke")
-
-
-_register()
 
 
 # Printed when an exception otactl did not expect reaches the entry point; the tests run
@@ -199,6 +299,13 @@ def _placeholders(command: Any) -> None:
         _placeholders(sub)
 
 
+def _print_traceback() -> None:
+    """--debug: the traceback (traceback is imported only now: start-up time)."""
+    import traceback
+
+    traceback.print_exc()
+
+
 def _click_exceptions() -> Any:
     """The module of click's exceptions as typer uses them (typer 0.2x vendors click)."""
     return sys.modules[typer.BadParameter.__module__]
@@ -219,8 +326,7 @@ def main() -> None:
 
     exceptions = _click_exceptions()
     debug = "--debug" in sys.argv
-    command = get_command(app)
-    _placeholders(command)
+    command = get_command(app)  # its commands' placeholders are set as each is loaded
     try:
         args = _global_options_in_place(command, sys.argv[1:])
         code = command.main(args=args, prog_name="otactl", standalone_mode=False)
@@ -240,7 +346,7 @@ def main() -> None:
         code = e.exit_code
     except OtactlError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         typer.echo(f"error: {e}", err=True)
         code = e.exit_code
     except KeyboardInterrupt:
@@ -248,13 +354,13 @@ def main() -> None:
         code = 130
     except OSError as e:  # the disk or the file system (full, read-only, permissions)
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         where = f"{e.filename}: " if e.filename else ""
         typer.echo(f"error: {where}{e.strerror or e}", err=True)
         code = 1
     except Exception as e:  # a bug: one line, the traceback with --debug
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         typer.echo(
             f"{UNEXPECTED} {type(e).__name__}: {e} (a bug in otactl: run again with --debug "
             "and report the traceback)",

@@ -1,10 +1,14 @@
-"""What every command shares: global options, values, output, the generated/ folder."""
+"""What every command shares: global options, the options declared once for every command
+that reads values or the cluster (`cluster_options`), output, the generated/ folder."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -66,7 +70,8 @@ class State:
             check_new_ca(self.location, self.server_dir())
 
 
-# The values options are accepted after the command too (`otactl render --set a=b`).
+# The values and cluster options: global ones (otactl.cli), and the same again after the
+# command that declares them with `cluster_options` (`otactl render --set a=b`).
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -76,8 +81,14 @@ ConfigOpt = Annotated[
         help="Values file (default: $OTACTL_CONFIG, ./otactl.yaml).",
     ),
 ]
-SET_HELP = "Override one value: a.b=value, a.list={x,y} (repeatable)."
-SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help=SET_HELP)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override one value: a.b=value, a.list={x,y} (repeatable).",
+    ),
+]
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", metavar="local|gke", help="Values profile.")
 ]
@@ -98,6 +109,90 @@ NamespaceOpt = Annotated[
     str | None,
     typer.Option("--namespace", "-n", metavar="NAME", help="Namespace (overrides the values)."),
 ]
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+
+
+def command_set() -> typer.Typer:
+    """The commands of one module, which `otactl.cli` adds when one of them is asked for
+    (click's plain help, as the root has)."""
+    return typer.Typer(rich_markup_mode=None)
+
+
+@dataclass
+class Common:
+    """The values and cluster options a command declares with one decorator line
+    (`values_options`, `namespace_options`, `cluster_options`), as the command got them."""
+
+    ctx: typer.Context
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
+    config: Path | None = None
+    set_: list[str] | None = None
+    profile: str | None = None
+
+    def state(self) -> State:
+        """The global state with these options laid over the global ones."""
+        return state(self.ctx, self.config, self.set_, self.profile, self.namespace)
+
+    def connect(self) -> Cluster:
+        """The cluster these options name."""
+        return connect(self.kubeconfig, self.context)
+
+
+# Each shared option: the parameter, as `Common` names it, and its declaration (so the
+# same help everywhere), in the order `--help` lists them.
+_SHARED: dict[str, Any] = {
+    "kubeconfig": KubeconfigOpt,
+    "context": ContextOpt,
+    "namespace": NamespaceOpt,
+    "config": ConfigOpt,
+    "set_": SetOpt,
+    "profile": ProfileOpt,
+}
+
+CommandFunction = Callable[..., None]
+
+
+def _shared_options(*names: str) -> Callable[[CommandFunction], CommandFunction]:
+    """A decorator that gives a command the shared options `names`, declared where its
+    parameter `common: Common` stands, and calls it with them as that `Common`."""
+
+    def decorate(command: CommandFunction) -> CommandFunction:
+        own = inspect.signature(command, eval_str=True).parameters.values()
+        params: list[inspect.Parameter] = [
+            inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        ]
+        for p in own:
+            if p.name == "common":
+                params += [
+                    inspect.Parameter(n, p.KEYWORD_ONLY, default=None, annotation=_SHARED[n])
+                    for n in names
+                ]
+            else:
+                params.append(p.replace(kind=p.KEYWORD_ONLY))
+
+        @functools.wraps(command)
+        def with_options(ctx: typer.Context, **given: Any) -> None:
+            shared = {n: given.pop(n) for n in names}
+            command(**given, common=Common(ctx, **shared))
+
+        # typer reads the parameters from the signature, the annotations from here
+        with_options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        with_options.__annotations__ = {p.name: p.annotation for p in params}
+        return with_options
+
+    return decorate
+
+
+# --config/--set/--profile
+values_options = _shared_options("config", "set_", "profile")
+# and --namespace
+namespace_options = _shared_options("namespace", "config", "set_", "profile")
+# and --kubeconfig/--context
+cluster_options = _shared_options(*_SHARED)
 
 
 def connect(kubeconfig: Path | None, context: str | None) -> Cluster:

@@ -9,26 +9,24 @@ from typing import Annotated
 import typer
 
 from otactl.cli._common import (
-    ConfigOpt,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
+    Common,
     Output,
-    ProfileOpt,
-    SetOpt,
-    connect,
+    OutputOpt,
+    cluster_options,
+    command_set,
     duration_option,
     echo,
     emit,
     info,
-    state,
+    values_options,
 )
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+app = command_set()
 
 
+@app.command("credentials")
+@cluster_options
 def credentials_cmd(
-    ctx: typer.Context,
     new_client: Annotated[
         str | None,
         typer.Option(
@@ -47,12 +45,8 @@ def credentials_cmd(
         duration_option("--timeout", help="5m, 90s, seconds (default: timeouts.credentials)."),
     ] = None,
     output: OutputOpt = Output.text,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    namespace: NamespaceOpt = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    profile: ProfileOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """TUF repositories, credentials.zip for garage-push and garage-sign (client
     certificate for the reverse proxy's mutual TLS), the user-keys Secret."""
@@ -61,9 +55,9 @@ def credentials_cmd(
 
     if new_client is not None:
         check_client_name(new_client)  # before any cluster call
-    st = state(ctx, config, set_, profile, namespace)
+    st = common.state()
     values = st.values()
-    cluster = connect(kubeconfig, context)
+    cluster = common.connect()
     made = deploy.publish_credentials(
         cluster,
         values,
@@ -95,18 +89,18 @@ def credentials_cmd(
     echo(str(made.path))
 
 
+@app.command("revoke-credentials")
+@values_options
 def revoke_credentials(
-    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Build-tools client to revoke.")],
     output: OutputOpt = Output.text,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    profile: ProfileOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Put a build-tools client's certificate on the CRL the reverse proxy checks."""
     from otactl.pki import BuildToolsFiles, revoke_build_tools_client
 
-    st = state(ctx, config, set_, profile)
+    st = common.state()
     rev = revoke_build_tools_client(st.server_dir(), name)
     crl = BuildToolsFiles.of(st.server_dir()).crl
     if output.structured:
@@ -127,8 +121,3 @@ def revoke_credentials(
         "with it"
     )
     echo(str(crl))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("credentials")(credentials_cmd)
-    app.command("revoke-credentials")(revoke_credentials)

@@ -9,26 +9,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from otactl.cli._common import (
-    ConfigOpt,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
+    Common,
     Output,
-    ProfileOpt,
-    SetOpt,
-    connect,
+    cluster_options,
+    command_set,
     duration_option,
     echo,
     emit,
     info,
     is_tty,
     print_table,
-    state,
 )
 from otactl.errors import Interrupted
 
 if TYPE_CHECKING:
-    from otactl.deploy import Event
+    from otactl.deploy import Event, UpResult
+
+
+app = command_set()
 
 
 class _View:
@@ -113,227 +111,216 @@ class _View:
             self.live.stop()
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("up")
-    def up_cmd(
-        ctx: typer.Context,
-        timeout: Annotated[
-            float, duration_option("--timeout", help="Overall deadline.", default="30m")
-        ] = 1800.0,
-        prune: Annotated[
-            bool, typer.Option("--prune", help="Delete otactl objects no longer rendered.")
-        ] = False,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Server-side dry run; print what would change.")
-        ] = False,
-        exit_code: Annotated[
-            bool,
-            typer.Option(
-                "--exit-code",
-                help="Exit 1 when objects changed (with --dry-run: would change), 0 when none "
-                "did, as `kubectl diff` does.",
-            ),
-        ] = False,
-        output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        config: ConfigOpt = None,
-        set_: SetOpt = None,
-        profile: ProfileOpt = None,
-    ) -> None:
-        """Deploy OTA CE: PKI, infra, database bootstrap, services, health, credentials."""
-        from otactl import deploy, health
-        from otactl.deploy import plural
+@app.command("up")
+@cluster_options
+def up_cmd(
+    timeout: Annotated[
+        float, duration_option("--timeout", help="Overall deadline.", default="30m")
+    ] = 1800.0,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete otactl objects no longer rendered.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Server-side dry run; print what would change.")
+    ] = False,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code",
+            help="Exit 1 when objects changed (with --dry-run: would change), 0 when none "
+            "did, as `kubectl diff` does.",
+        ),
+    ] = False,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    *,
+    common: Common,
+) -> None:
+    """Deploy OTA CE: PKI, infra, database bootstrap, services, health, credentials."""
+    from otactl import deploy, health
 
-        st = state(ctx, config, set_, profile, namespace)
-        values = st.values()
-        if not dry_run:
-            st.refuse_second_ca()
-        cluster = connect(kubeconfig, context)
-        caller = cluster.service_caller(values.namespace)
-        server_dir = st.server_dir()
-        info(
-            f"cluster: {cluster.target.server} ({cluster.target.context or cluster.target.source})"
+    st = common.state()
+    values = st.values()
+    if not dry_run:
+        st.refuse_second_ca()
+    cluster = common.connect()
+    caller = cluster.service_caller(values.namespace)
+    server_dir = st.server_dir()
+    info(f"cluster: {cluster.target.server} ({cluster.target.context or cluster.target.source})")
+
+    def health_step(services: tuple[str, ...], timeout: float) -> None:
+        def progress(message: str) -> None:
+            view(deploy.Phase("health", "start", message))
+
+        health.wait_healthy(caller, services, timeout=timeout, progress=progress)
+
+    def credentials_step(gateway_url: str, timeout: float) -> Path:
+        def progress(message: str) -> None:
+            view(deploy.Phase("credentials", "start", message))
+
+        made = deploy.publish_credentials(
+            cluster, values, server_dir, gateway_url, timeout=timeout, progress=progress
         )
+        return made.path
 
-        def health_step(services: tuple[str, ...], timeout: float) -> None:
-            def progress(message: str) -> None:
-                view(deploy.Phase("health", "start", message))
+    view = _View()
+    cluster.on_notice(view.api)
+    try:
+        result = deploy.up(
+            cluster,
+            values,
+            st.generated,
+            deploy.UpOptions(timeout=timeout, prune=prune, dry_run=dry_run),
+            view,
+            credentials_step=credentials_step,
+            health_step=health_step,
+        )
+    except KeyboardInterrupt:
+        view.close()
+        raise Interrupted("interrupted — run `otactl up` again to continue") from None
+    finally:
+        view.close()
+    changes = bool(result.changed or result.pruned)
+    _report_up(output, result, dry_run, changes)
+    if exit_code and changes:
+        raise typer.Exit(1)
 
-            health.wait_healthy(caller, services, timeout=timeout, progress=progress)
 
-        def credentials_step(gateway_url: str, timeout: float) -> Path:
-            def progress(message: str) -> None:
-                view(deploy.Phase("credentials", "start", message))
+def _report_up(output: Output, result: UpResult, dry_run: bool, changes: bool) -> None:
+    """What `up` did (or, with --dry-run, would do)."""
+    from otactl.deploy import plural
 
-            made = deploy.publish_credentials(
-                cluster, values, server_dir, gateway_url, timeout=timeout, progress=progress
-            )
-            return made.path
-
-        view = _View()
-        cluster.on_notice(view.api)
-        try:
-            result = deploy.up(
-                cluster,
-                values,
-                st.generated,
-                deploy.UpOptions(timeout=timeout, prune=prune, dry_run=dry_run),
-                view,
-                credentials_step=credentials_step,
-                health_step=health_step,
-            )
-        except KeyboardInterrupt:
-            view.close()
-            raise Interrupted("interrupted — run `otactl up` again to continue") from None
-        finally:
-            view.close()
-        changes = bool(result.changed or result.pruned)
-        if output.structured:
-            emit(
-                output,
-                {
-                    "changed": result.changed,
-                    "unchanged": result.unchanged,
-                    "pruned": result.pruned,
-                    "gateway_url": result.gateway_url,
-                    "credentials_zip": str(result.credentials_zip or ""),
-                    "dry_run": dry_run,
-                    "phase_seconds": {k: round(v, 1) for k, v in result.phase_seconds.items()},
-                },
-            )
-        elif dry_run:
-            echo(result.diff.rstrip() or "no changes")
-            for name in result.pruned:
-                echo(f"would delete {name}")
-            if changes:
-                echo(
-                    f"would change {plural(len(result.changed), 'object')} "
-                    f"({result.unchanged} unchanged)"
-                    + (f", would delete {len(result.pruned)}" if result.pruned else "")
-                )
-        else:
+    if output.structured:
+        emit(
+            output,
+            {
+                "changed": result.changed,
+                "unchanged": result.unchanged,
+                "pruned": result.pruned,
+                "gateway_url": result.gateway_url,
+                "credentials_zip": str(result.credentials_zip or ""),
+                "dry_run": dry_run,
+                "phase_seconds": {k: round(v, 1) for k, v in result.phase_seconds.items()},
+            },
+        )
+    elif dry_run:
+        echo(result.diff.rstrip() or "no changes")
+        for name in result.pruned:
+            echo(f"would delete {name}")
+        if changes:
             echo(
-                f"{plural(len(result.changed), 'object')} changed, {result.unchanged} unchanged"
-                + (f", {len(result.pruned)} deleted" if result.pruned else "")
+                f"would change {plural(len(result.changed), 'object')} "
+                f"({result.unchanged} unchanged)"
+                + (f", would delete {len(result.pruned)}" if result.pruned else "")
             )
-            echo(f"gateway: {result.gateway_url}")
-            if result.credentials_zip:
-                echo(f"credentials: {result.credentials_zip}")
-        if exit_code and changes:
-            raise typer.Exit(1)
+    else:
+        echo(
+            f"{plural(len(result.changed), 'object')} changed, {result.unchanged} unchanged"
+            + (f", {len(result.pruned)} deleted" if result.pruned else "")
+        )
+        echo(f"gateway: {result.gateway_url}")
+        if result.credentials_zip:
+            echo(f"credentials: {result.credentials_zip}")
 
-    @app.command("down")
-    def down_cmd(
-        ctx: typer.Context,
-        purge: Annotated[
-            bool,
-            typer.Option("--purge", help="Also delete volumes (data) and generated/ files."),
-        ] = False,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for CI).")] = False,
-        timeout: Annotated[
-            float, duration_option("--timeout", help="Deadline.", default="5m")
-        ] = 300.0,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        config: ConfigOpt = None,
-        set_: SetOpt = None,
-        profile: ProfileOpt = None,
-    ) -> None:
-        """Delete what otactl created (volumes and generated/ stay unless --purge)."""
-        import shutil
 
-        from otactl import deploy, render
-        from otactl.deploy import plural
-        from otactl.errors import ConfigError
+@app.command("down")
+@cluster_options
+def down_cmd(
+    purge: Annotated[
+        bool,
+        typer.Option("--purge", help="Also delete volumes (data) and generated/ files."),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for CI).")] = False,
+    timeout: Annotated[float, duration_option("--timeout", help="Deadline.", default="5m")] = 300.0,
+    *,
+    common: Common,
+) -> None:
+    """Delete what otactl created (volumes and generated/ stay unless --purge)."""
+    import shutil
 
-        st = state(ctx, config, set_, profile, namespace)
-        values = st.values()
-        cluster = connect(kubeconfig, context)
-        where = f"{cluster.target.server} ({cluster.target.context or cluster.target.source})"
-        info(f"cluster: {where}")
-        rendered = st.generated / "templates"
-        if purge and not yes:
-            if not is_tty():
-                raise ConfigError("--purge deletes data and keys: confirm with --yes")
-            typer.confirm(
-                f"On cluster {where}: delete the OTA CE data volumes in namespace "
-                f"{values.namespace} (and the namespace, if `otactl up` created it), and "
-                f"{st.server_dir().absolute()} (CA keys included) and the rendered files in "
-                f"{rendered.absolute()}?",
-                abort=True,
-            )
-        view = _View()
-        cluster.on_notice(view.api)
-        try:
-            gone = deploy.down(cluster, values, purge=purge, timeout=timeout, report=view)
-        except KeyboardInterrupt:
-            view.close()
-            raise Interrupted("interrupted — run `otactl down` again to continue") from None
-        finally:
-            view.close()
-        if purge and st.server_dir().exists():
-            shutil.rmtree(st.server_dir())
-            gone.append(str(st.server_dir()))
-        if purge:  # they hold the Secrets' values
-            gone += [str(p) for p in render.remove_written(rendered)]
-        echo(f"deleted {plural(len(gone), 'object')}" + (" and the local PKI" if purge else ""))
+    from otactl import deploy, render
+    from otactl.deploy import plural
+    from otactl.errors import ConfigError
 
-    @app.command("status")
-    def status_cmd(
-        ctx: typer.Context,
-        output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        config: ConfigOpt = None,
-        set_: SetOpt = None,
-        profile: ProfileOpt = None,
-    ) -> None:
-        """Workloads, Services (with addresses) and service health in one view: exit 0 when
-        everything is ready and healthy, 1 when not (or nothing is deployed)."""
-        from dataclasses import asdict
+    st = common.state()
+    values = st.values()
+    cluster = common.connect()
+    where = f"{cluster.target.server} ({cluster.target.context or cluster.target.source})"
+    info(f"cluster: {where}")
+    rendered = st.generated / "templates"
+    if purge and not yes:
+        if not is_tty():
+            raise ConfigError("--purge deletes data and keys: confirm with --yes")
+        typer.confirm(
+            f"On cluster {where}: delete the OTA CE data volumes in namespace "
+            f"{values.namespace} (and the namespace, if `otactl up` created it), and "
+            f"{st.server_dir().absolute()} (CA keys included) and the rendered files in "
+            f"{rendered.absolute()}?",
+            abort=True,
+        )
+    view = _View()
+    cluster.on_notice(view.api)
+    try:
+        gone = deploy.down(cluster, values, purge=purge, timeout=timeout, report=view)
+    except KeyboardInterrupt:
+        view.close()
+        raise Interrupted("interrupted — run `otactl down` again to continue") from None
+    finally:
+        view.close()
+    if purge and st.server_dir().exists():
+        shutil.rmtree(st.server_dir())
+        gone.append(str(st.server_dir()))
+    if purge:  # they hold the Secrets' values
+        gone += [str(p) for p in render.remove_written(rendered)]
+    echo(f"deleted {plural(len(gone), 'object')}" + (" and the local PKI" if purge else ""))
 
-        from otactl import deploy, health
-        from otactl.errors import ClusterForbidden
 
-        st = state(ctx, config, set_, profile, namespace)
-        values = st.values()
-        cluster = connect(kubeconfig, context)
-        rows = deploy.status(cluster, values)
-        if not rows:
-            if output.structured:
-                emit(output, {"ok": False, "objects": [], "health": []})
-            info(f"no OTA CE objects in namespace {values.namespace}: run `otactl up`")
-            raise typer.Exit(1)
-        unknown = ""
-        try:
-            checks = health.check(cluster.service_caller(values.namespace))
-        except ClusterForbidden as e:
-            # A read-only user may list workloads but not use the service proxy.
-            checks, unknown = [], str(e)
-        ok = all(r.ready for r in rows) and all(c.ok for c in checks)
+@app.command("status")
+@cluster_options
+def status_cmd(
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    *,
+    common: Common,
+) -> None:
+    """Workloads, Services (with addresses) and service health in one view: exit 0 when
+    everything is ready and healthy, 1 when not (or nothing is deployed)."""
+    from dataclasses import asdict
+
+    from otactl import deploy, health
+    from otactl.errors import ClusterForbidden
+
+    st = common.state()
+    values = st.values()
+    cluster = common.connect()
+    rows = deploy.status(cluster, values)
+    if not rows:
         if output.structured:
-            emit(
-                output,
-                {
-                    "ok": ok,
-                    "objects": [asdict(r) for r in rows],
-                    "health": [c.as_json() for c in checks],
-                    "health_unknown": unknown or None,
-                },
-            )
-        else:
-            table = [
-                [r.kind, r.name, "yes" if r.ready else "no", r.detail, r.address] for r in rows
-            ]
-            table += [["health", c.service, "yes" if c.ok else "no", c.reason, ""] for c in checks]
-            if unknown:
-                table += [["health", name, "unknown", "", ""] for name in health.known_services()]
-            print_table(["kind", "name", "ready", "detail", "address"], table)
+            emit(output, {"ok": False, "objects": [], "health": []})
+        info(f"no OTA CE objects in namespace {values.namespace}: run `otactl up`")
+        raise typer.Exit(1)
+    unknown = ""
+    try:
+        checks = health.check(cluster.service_caller(values.namespace))
+    except ClusterForbidden as e:
+        # A read-only user may list workloads but not use the service proxy.
+        checks, unknown = [], str(e)
+    ok = all(r.ready for r in rows) and all(c.ok for c in checks)
+    if output.structured:
+        emit(
+            output,
+            {
+                "ok": ok,
+                "objects": [asdict(r) for r in rows],
+                "health": [c.as_json() for c in checks],
+                "health_unknown": unknown or None,
+            },
+        )
+    else:
+        table = [[r.kind, r.name, "yes" if r.ready else "no", r.detail, r.address] for r in rows]
+        table += [["health", c.service, "yes" if c.ok else "no", c.reason, ""] for c in checks]
         if unknown:
-            info(f"health unknown: {unknown}")
-        if not ok:
-            raise typer.Exit(1)
+            table += [["health", name, "unknown", "", ""] for name in health.known_services()]
+        print_table(["kind", "name", "ready", "detail", "address"], table)
+    if unknown:
+        info(f"health unknown: {unknown}")
+    if not ok:
+        raise typer.Exit(1)

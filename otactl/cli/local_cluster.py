@@ -8,14 +8,16 @@ from typing import Annotated
 
 import typer
 
-from otactl.cli._common import Output, duration_option, echo, emit, info
+from otactl.cli._common import Output, command_set, duration_option, echo, emit, info
 from otactl.localcluster import DEFAULT_API_PORT, DEFAULT_CONTROL_PORT, DEFAULT_TIMEOUT
 
-app = typer.Typer(
+app = command_set()
+local_app = typer.Typer(
     help="A local simulated Kubernetes cluster (real control plane, kwok fake nodes, "
     "OTA services stand-in) for trying otactl and for CI. Needs root or user namespaces.",
     no_args_is_help=True,
 )
+app.add_typer(local_app, name="local-cluster")
 
 
 def _state_dir(ctx: typer.Context) -> Path:
@@ -24,7 +26,7 @@ def _state_dir(ctx: typer.Context) -> Path:
     return Path(generated) / "local"
 
 
-@app.command()
+@local_app.command()
 def up(
     ctx: typer.Context,
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Number of fake nodes.")] = 1,
@@ -97,7 +99,7 @@ def up(
     echo(f"  logs: {Path(cluster.state_dir) / 'logs'}; stop with: otactl local-cluster down")
 
 
-@app.command()
+@local_app.command()
 def down(
     ctx: typer.Context,
     keep: Annotated[
@@ -111,7 +113,7 @@ def down(
     echo(f"stopped: {', '.join(stopped)}" if stopped else "no local cluster was running")
 
 
-@app.command()
+@local_app.command()
 def status(
     ctx: typer.Context,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
@@ -150,7 +152,7 @@ fault_app = typer.Typer(
     "copes): freeze it, slow it, restart kube-apiserver or etcd.",
     no_args_is_help=True,
 )
-app.add_typer(fault_app, name="fault")
+local_app.add_typer(fault_app, name="fault")
 
 
 def _faults_line(ctx: typer.Context) -> None:

@@ -6,30 +6,22 @@ from typing import Annotated
 
 import typer
 
-from otactl.cli._common import (
-    ConfigOpt,
-    NamespaceOpt,
-    Output,
-    ProfileOpt,
-    SetOpt,
-    echo,
-    emit,
-    state,
-)
+from otactl.cli._common import Common, Output, command_set, echo, emit, namespace_options
+
+app = command_set()
 
 
+@app.command("rbac")
+@namespace_options
 def rbac(
-    ctx: typer.Context,
     account: Annotated[
         str, typer.Option("--service-account", help="Name of CI's ServiceAccount.")
     ] = "otactl-ci",
     output: Annotated[
         Output, typer.Option("--output", "-o", help="text (YAML documents), json or yaml (a List).")
     ] = (Output.text),
-    namespace: NamespaceOpt = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    profile: ProfileOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Print the Role, ClusterRole, ServiceAccount and bindings that `up`, `down`,
     `status`, `health` and `new-device` need (apply them once as an administrator)."""
@@ -37,13 +29,9 @@ def rbac(
 
     from otactl import security
 
-    values = state(ctx, config, set_, profile, namespace).values()
+    values = common.state().values()
     docs = security.ci_rbac(values.namespace, account)
     if output.structured:
         emit(output, {"apiVersion": "v1", "kind": "List", "items": docs})
     else:
         echo(yaml.safe_dump_all(docs, sort_keys=False).rstrip())
-
-
-def register(app: typer.Typer) -> None:
-    app.command("rbac")(rbac)

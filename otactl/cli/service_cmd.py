@@ -11,21 +11,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from otactl.cli._common import (
-    ConfigOpt,
-    ContextOpt,
-    KubeconfigOpt,
-    NamespaceOpt,
+    Common,
     Output,
-    ProfileOpt,
-    SetOpt,
+    OutputOpt,
     State,
-    connect,
+    cluster_options,
+    command_set,
     duration_option,
     echo,
     emit,
     info,
     print_table,
-    state,
 )
 from otactl.errors import ClusterError, ConfigError, ServiceError
 
@@ -35,7 +31,7 @@ if TYPE_CHECKING:
     from otactl.kube import Cluster
     from otactl.registry import Registrar
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+app = command_set()
 
 
 def _health_table(results: list[HealthResult]) -> None:
@@ -54,12 +50,12 @@ def _health_table(results: list[HealthResult]) -> None:
     )
 
 
-def connect_for_registration(kubeconfig: Path | None, context: str | None) -> Cluster:
+def connect_for_registration(common: Common) -> Cluster:
     """The cluster new-device registers in; without one, say how to make bundles only."""
     from otactl.registry import DEFAULT_TIMEOUT
 
     try:
-        cluster = connect(kubeconfig, context)
+        cluster = common.connect()
     except ConfigError as e:
         raise ConfigError(f"{e} (or --no-register: bundles only)") from e
     # A lost API server is waited for as long as one registration may wait, and said so
@@ -116,98 +112,88 @@ def push_device(
     return result.files
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("health")
-    def health_cmd(
-        ctx: typer.Context,
-        services: Annotated[
-            list[str] | None,
-            typer.Argument(help="Services to check (default: all 11 OTA services)."),
-        ] = None,
-        wait: Annotated[
-            bool, typer.Option("--wait", help="Check again until all are OK or --timeout.")
-        ] = False,
-        timeout: Annotated[
-            float | None,
-            duration_option(
-                "--timeout", help="For --wait: 5m, 90s, seconds (default: timeouts.health)."
-            ),
-        ] = None,
-        output: OutputOpt = Output.text,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        config: ConfigOpt = None,
-        set_: SetOpt = None,
-        profile: ProfileOpt = None,
-    ) -> None:
-        """Health of the OTA services: exit 0 when all are OK, 8 when not, 7 on --wait timeout."""
-        from otactl import health
+@app.command("health")
+@cluster_options
+def health_cmd(
+    services: Annotated[
+        list[str] | None,
+        typer.Argument(help="Services to check (default: all 11 OTA services)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Check again until all are OK or --timeout.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        duration_option(
+            "--timeout", help="For --wait: 5m, 90s, seconds (default: timeouts.health)."
+        ),
+    ] = None,
+    output: OutputOpt = Output.text,
+    *,
+    common: Common,
+) -> None:
+    """Health of the OTA services: exit 0 when all are OK, 8 when not, 7 on --wait timeout."""
+    from otactl import health
 
-        st = state(ctx, config, set_, profile, namespace)
-        values = st.values()
-        names = health.resolve(services)
-        cluster = connect(kubeconfig, context)
-        caller = cluster.service_caller(values.namespace)
-        if wait:
-            cluster.on_notice(info)
-            results = health.wait_healthy(
-                caller, names, timeout=timeout or values.timeouts.health, progress=info
-            )
-        else:
-            results = health.check(caller, names)
-        bad = [r for r in results if not r.ok]
-        if output.structured:
-            emit(output, {"healthy": not bad, "services": [r.as_json() for r in results]})
-        else:
-            _health_table(results)
-        if bad:
-            raise ServiceError(
-                f"{len(bad)} of {len(results)} services not healthy: "
-                + "; ".join(f"{r.service}: {r.reason}" for r in bad)
-            )
-
-    @app.command("hosts")
-    def hosts_cmd(
-        ctx: typer.Context,
-        output: OutputOpt = Output.text,
-        kubeconfig: KubeconfigOpt = None,
-        context: ContextOpt = None,
-        namespace: NamespaceOpt = None,
-        config: ConfigOpt = None,
-        set_: SetOpt = None,
-        profile: ProfileOpt = None,
-    ) -> None:
-        """/etc/hosts lines for the public names, from the Services' real addresses."""
-        from otactl.hosts import Exposure, hosts_entries
-
-        st = state(ctx, config, set_, profile, namespace)
-        values = st.values()
-        cluster = connect(kubeconfig, context)
-
-        def get(kind: str, name: str) -> Exposure:
-            obj = cluster.get(kind, values.namespace, name)
-            if obj is None:
-                raise ClusterError(
-                    f"{kind} {values.namespace}/{name} not found: run `otactl up` first"
-                )
-            return Exposure.of({"kind": kind, **obj})
-
-        # With an Ingress, the public names reach the reverse proxy through it.
-        public = get("Ingress", "ota-ce") if values.ingress.enabled else None
-        entries = hosts_entries(
-            values.domain,
-            values.server_name,
-            public or get("Service", "reverse-proxy"),
-            get("Service", "gateway-service"),
-            cluster.node_addresses(),
+    st = common.state()
+    values = st.values()
+    names = health.resolve(services)
+    cluster = common.connect()
+    caller = cluster.service_caller(values.namespace)
+    if wait:
+        cluster.on_notice(info)
+        results = health.wait_healthy(
+            caller, names, timeout=timeout or values.timeouts.health, progress=info
         )
-        if output.structured:
-            emit(output, {"entries": [e.as_json() for e in entries]})
-            return
-        for entry in entries:
-            for line in entry.lines():
-                echo(line)
+    else:
+        results = health.check(caller, names)
+    bad = [r for r in results if not r.ok]
+    if output.structured:
+        emit(output, {"healthy": not bad, "services": [r.as_json() for r in results]})
+    else:
+        _health_table(results)
+    if bad:
+        raise ServiceError(
+            f"{len(bad)} of {len(results)} services not healthy: "
+            + "; ".join(f"{r.service}: {r.reason}" for r in bad)
+        )
+
+
+@app.command("hosts")
+@cluster_options
+def hosts_cmd(
+    output: OutputOpt = Output.text,
+    *,
+    common: Common,
+) -> None:
+    """/etc/hosts lines for the public names, from the Services' real addresses."""
+    from otactl.hosts import Exposure, hosts_entries
+
+    st = common.state()
+    values = st.values()
+    cluster = common.connect()
+
+    def get(kind: str, name: str) -> Exposure:
+        obj = cluster.get(kind, values.namespace, name)
+        if obj is None:
+            raise ClusterError(f"{kind} {values.namespace}/{name} not found: run `otactl up` first")
+        return Exposure.of({"kind": kind, **obj})
+
+    # With an Ingress, the public names reach the reverse proxy through it.
+    public = get("Ingress", "ota-ce") if values.ingress.enabled else None
+    entries = hosts_entries(
+        values.domain,
+        values.server_name,
+        public or get("Service", "reverse-proxy"),
+        get("Service", "gateway-service"),
+        cluster.node_addresses(),
+    )
+    if output.structured:
+        emit(output, {"entries": [e.as_json() for e in entries]})
+        return
+    for entry in entries:
+        for line in entry.lines():
+            echo(line)
 
 
 def check_push_options(single: bool, push: str | None) -> None:
