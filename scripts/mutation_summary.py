@@ -30,16 +30,16 @@ def main() -> int:
         counts["killed" if status in KILLED else status] += 1
         if status not in KILLED:
             not_killed.append(name)
-    print(f"{'module':<12} {'generated':>9} {'killed':>7} {'survived':>8} {'no tests':>8}")
+    print(f"{'module':<16} {'generated':>9} {'killed':>7} {'survived':>8} {'no tests':>8}")
     total: Counter[str] = Counter()
     for module, counts in sorted(by_module.items()):
         total += counts
         print(
-            f"{module:<12} {counts['generated']:>9} {counts['killed']:>7} "
+            f"{module:<16} {counts['generated']:>9} {counts['killed']:>7} "
             f"{counts['survived']:>8} {counts['no tests']:>8}"
         )
     print(
-        f"{'total':<12} {total['generated']:>9} {total['killed']:>7} "
+        f"{'total':<16} {total['generated']:>9} {total['killed']:>7} "
         f"{total['survived']:>8} {total['no tests']:>8}"
     )
     other = {

@@ -66,9 +66,7 @@ def _all_imports() -> dict[str, list[str]]:
     result = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         module = _module_name(path)
-        result[module] = _imports(
-            ast.parse(path.read_text()), module, path.name == "__init__.py"
-        )
+        result[module] = _imports(ast.parse(path.read_text()), module, path.name == "__init__.py")
     return result
 
 

@@ -384,7 +384,7 @@ def test_ctrl_c_in_the_live_view_says_how_to_go_on(tmp_path: Path) -> None:
         assert b"[cluster]" in screen, screen.decode(errors="replace")
         proc.send_signal(signal.SIGINT)
         read(time.monotonic() + 30)
-        assert proc.wait(timeout=30) == 130
+        assert proc.wait(timeout=30) == 130, screen.decode(errors="replace")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -111,7 +111,7 @@ NamespaceOpt = Annotated[
 ]
 
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text, json or yaml.")]
 
 
 def command_set() -> typer.Typer:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from otactl import gke
-from otactl.cli._common import Output, duration_option, info, is_tty, state
+from otactl.cli._common import duration_option, info, is_tty, state
 from otactl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ KubeconfigOpt = Annotated[
     Path | None,
     typer.Option("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)."),
 ]
-OutputOpt = Annotated[Output, typer.Option("--output", "-o")]
 
 
 @contextmanager

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from otactl.cli._common import Common, Output, command_set, echo, emit, values_options
+from otactl.cli._common import Common, Output, OutputOpt, command_set, echo, emit, values_options
 
 app = command_set()
 config_app = typer.Typer(help="Inspect the merged values.", no_args_is_help=True)
@@ -16,7 +14,7 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 @values_options
 def show(
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: OutputOpt = Output.text,
     *,
     common: Common,
 ) -> None:
@@ -42,7 +40,7 @@ def show(
 @app.command("version")
 @values_options
 def version(
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: OutputOpt = Output.text,
     *,
     common: Common,
 ) -> None:

@@ -11,6 +11,7 @@ import typer
 from otactl.cli._common import (
     Common,
     Output,
+    OutputOpt,
     cluster_options,
     command_set,
     duration_option,
@@ -131,7 +132,7 @@ def up_cmd(
             "did, as `kubectl diff` does.",
         ),
     ] = False,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: OutputOpt = Output.text,
     *,
     common: Common,
 ) -> None:
@@ -277,7 +278,7 @@ def down_cmd(
 @app.command("status")
 @cluster_options
 def status_cmd(
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: OutputOpt = Output.text,
     *,
     common: Common,
 ) -> None:

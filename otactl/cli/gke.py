@@ -11,14 +11,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from otactl import gke
-from otactl.cli._common import Output, command_set, echo, emit, emit_json, info, print_table
+from otactl.cli._common import (
+    Output,
+    OutputOpt,
+    command_set,
+    echo,
+    emit,
+    emit_json,
+    info,
+    print_table,
+)
 from otactl.cli._gke import (
     AsyncOpt,
     CredentialsOpt,
     KubeconfigOpt,
     LocationOpt,
     NameArg,
-    OutputOpt,
     PollOpt,
     ProjectOpt,
     TimeoutOpt,

@@ -8,13 +8,12 @@ from typing import Annotated
 import typer
 
 from otactl import gke
-from otactl.cli._common import Output, echo, emit, info, state
+from otactl.cli._common import Output, OutputOpt, echo, emit, info, state
 from otactl.cli._gke import (
     AsyncOpt,
     CredentialsOpt,
     LocationOpt,
     NameArg,
-    OutputOpt,
     PollOpt,
     ProjectOpt,
     TimeoutOpt,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from otactl.cli._common import Output, command_set, duration_option, echo, emit, info
+from otactl.cli._common import Output, OutputOpt, command_set, duration_option, echo, emit, info
 from otactl.localcluster import DEFAULT_API_PORT, DEFAULT_CONTROL_PORT, DEFAULT_TIMEOUT
 
 app = command_set()
@@ -116,7 +116,7 @@ def down(
 @local_app.command()
 def status(
     ctx: typer.Context,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.text,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Show which processes run and whether the API server is ready (exit 1 when not running)."""
     from otactl import localcluster
