@@ -134,3 +134,54 @@ def test_devices_list(gen: Path) -> None:
     # Asking device-registry needs a cluster: without one, one line.
     proc = otactl(gen, "devices", "list", "--kubeconfig", str(gen / "missing"))
     assert proc.returncode == 2 and errors(proc)[0].startswith("error: ")
+
+
+# Run otactl with os.rename wrapped: the process kills itself (SIGKILL, nothing runs after)
+# just before the rename that puts the new bundle into devices/<uuid>.
+KILLED_AT_THE_SECOND_RENAME = """
+import os, signal, sys
+rename = os.rename
+def killing_rename(src, dst):
+    if os.path.basename(os.path.dirname(os.fspath(src))).startswith(".tmp-"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    rename(src, dst)
+os.rename = killing_rename
+from otactl.cli import main
+sys.argv = ["otactl", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("command", [["renew-device", "d1"], ["new-device", "d1", "--reissue"]])
+def test_a_replacement_killed_between_its_renames_gets_the_old_bundle_back(
+    gen: Path, command: list[str]
+) -> None:
+    """Killed with the old bundle moved aside and the new one not yet in place, the device
+    had no folder at all; the next command puts the old bundle back, and the replacement
+    run again succeeds."""
+    import os
+    import sys
+
+    first = device(gen, "d1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTACTL_")}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_THE_SECOND_RENAME, "--generated", str(gen),
+         *command, "--no-register"],
+        cwd=gen.parent, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    devices = gen / "ota-ce.example.com" / "devices"
+    assert not (devices / first["uuid"]).exists()  # the state the kill leaves
+
+    proc = otactl(gen, "devices", "list", "--offline", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    (listed,) = json.loads(proc.stdout)
+    assert listed["uuid"] == first["uuid"]
+    assert (devices / first["uuid"] / "client.pem").read_bytes() == (
+        Path(first["path"]) / "client.pem"
+    ).read_bytes()
+    assert not (devices / ".replacing").exists()
+
+    again = otactl(gen, *command, "--no-register", "-o", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["serial"] != first["serial"]

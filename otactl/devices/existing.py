@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from otactl.devices.batch import _load_device_ca
 from otactl.devices.files import (
     ARCHIVE,
+    REPLACING,
     BundleInfo,
     BundleOptions,
     Hook,
@@ -23,7 +24,7 @@ from otactl.devices.formats import canonical_format
 from otactl.devices.manifest import Manifest
 from otactl.devices.workers import _build_one, _init_worker, _sync_filesystem
 from otactl.errors import ConfigError, PkiError
-from otactl.fsutil import ensure_private_dir
+from otactl.fsutil import ensure_private_dir, write_private
 from otactl.locks import folder_lock
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ def find_device(server_dir: Path, ident: str) -> BundleInfo:
     devices = ServerFiles(server_dir).devices
     if not devices.is_dir():
         raise ConfigError(f"{devices}: no devices yet")
-    return Manifest(devices).load().find(ident)
+    with folder_lock(devices, "device bundles"):  # load may repair what a kill left
+        return Manifest(devices).load().find(ident)
 
 
 def revoke_device(
@@ -200,9 +202,13 @@ def replace_device(
             made = _build_one(old.name, old.uuid, opts.device.hardware_id, key)  # type: ignore[arg-type]
             _sync_filesystem(devices)
             aside = ensure_private_dir(devices / ".replaced") / f"{old.uuid}-{old.serial}"
+            # Between the two renames the device has no folder: the journal lets the next
+            # run put the old bundle back (Manifest.load) if this one is killed there.
+            write_private(devices / REPLACING, f"{old.uuid}\n{aside.relative_to(devices)}\n")
             os.rename(old.path, aside)
             os.rename(made["staging"], devices / old.uuid)
             manifest.append([made])
+            (devices / REPLACING).unlink()
             _remove_partial(devices)
             _sync_filesystem(devices)
     except OSError as e:

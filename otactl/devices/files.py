@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.jsonl"
 ARCHIVE = "device-fs.tar.gz"
 TMP_PREFIX = ".tmp-"  # per-worker staging folders: .tmp-<pid>/<uuid>/
+# While a device's bundle is replaced (`--reissue`, `renew-device`): "<uuid>\n<old bundle
+# moved aside, relative to devices/>\n", so that a kill between the two renames is undone.
+REPLACING = ".replacing"
 
 
 # --- bundles -----------------------------------------------------------------------------

@@ -7,11 +7,28 @@ import os
 from pathlib import Path
 from typing import Any
 
-from otactl.devices.files import MANIFEST, BundleInfo, _read_info
+from otactl.devices.files import MANIFEST, REPLACING, BundleInfo, _read_info
 from otactl.devices.specs import UUID_RE
 from otactl.errors import ConfigError
 
 # --- the manifest: name → uuid -----------------------------------------------------------
+
+
+def _finish_replacement(devices: Path) -> None:
+    """A replacement killed after moving the old bundle aside and before the new one took
+    its place left the device without a folder: the old bundle goes back (the user runs the
+    command again). Killed later, the new bundle is in place and only the journal goes."""
+    journal = devices / REPLACING
+    try:
+        lines = journal.read_text().splitlines()
+    except FileNotFoundError:
+        return
+    dev_uuid, aside = [*lines, "", ""][:2]
+    if not UUID_RE.fullmatch(dev_uuid) or not aside.startswith(".replaced/"):
+        raise ConfigError(f"{journal}: not otactl's replacement journal; remove it")
+    if not (devices / dev_uuid).exists() and (devices / aside).is_dir():
+        os.rename(devices / aside, devices / dev_uuid)
+    journal.unlink()
 
 
 class Manifest:
@@ -25,8 +42,10 @@ class Manifest:
         self.names_by_uuid: dict[str, str] = {}
 
     def load(self) -> Manifest:
-        """Read the manifest, drop a line cut short by a kill, and add bundle folders the
-        manifest missed (killed between the rename and the manifest write)."""
+        """Read the manifest, drop a line cut short by a kill, put back a bundle a killed
+        replacement had moved aside, and add bundle folders the manifest missed (killed
+        between the rename and the manifest write)."""
+        _finish_replacement(self.devices)
         if self.path.exists():
             with open(self.path, "rb+") as f:
                 data = f.read()
