@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from otactl.devices.batch import _load_device_ca
 from otactl.devices.files import (
     ARCHIVE,
+    REPLACED,
     REPLACING,
     BundleInfo,
     BundleOptions,
@@ -201,7 +202,7 @@ def replace_device(
             _init_worker(files_ca, files_key, root, devices, opts, now)
             made = _build_one(old.name, old.uuid, opts.device.hardware_id, key)  # type: ignore[arg-type]
             _sync_filesystem(devices)
-            aside = ensure_private_dir(devices / ".replaced") / f"{old.uuid}-{old.serial}"
+            aside = ensure_private_dir(devices / REPLACED) / f"{old.uuid}-{old.serial}"
             # Between the two renames the device has no folder: the journal lets the next
             # run put the old bundle back (Manifest.load) if this one is killed there.
             write_private(devices / REPLACING, f"{old.uuid}\n{aside.relative_to(devices)}\n")

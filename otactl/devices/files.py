@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.jsonl"
 ARCHIVE = "device-fs.tar.gz"
 TMP_PREFIX = ".tmp-"  # per-worker staging folders: .tmp-<pid>/<uuid>/
+REPLACED = ".replaced"  # old bundles of replaced devices: .replaced/<uuid>-<serial>/
 # While a device's bundle is replaced (`--reissue`, `renew-device`): "<uuid>\n<old bundle
 # moved aside, relative to devices/>\n", so that a kill between the two renames is undone.
 REPLACING = ".replacing"

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from otactl.devices.files import MANIFEST, REPLACING, BundleInfo, _read_info
+from otactl.devices.files import MANIFEST, REPLACED, REPLACING, BundleInfo, _read_info
 from otactl.devices.specs import UUID_RE
 from otactl.errors import ConfigError
 
@@ -24,7 +24,7 @@ def _finish_replacement(devices: Path) -> None:
     except FileNotFoundError:
         return
     dev_uuid, aside = [*lines, "", ""][:2]
-    if not UUID_RE.fullmatch(dev_uuid) or not aside.startswith(".replaced/"):
+    if not UUID_RE.fullmatch(dev_uuid) or not aside.startswith(f"{REPLACED}/"):
         raise ConfigError(f"{journal}: not otactl's replacement journal; remove it")
     if not (devices / dev_uuid).exists() and (devices / aside).is_dir():
         os.rename(devices / aside, devices / dev_uuid)
