@@ -176,7 +176,6 @@ def up_cmd(
             health_step=health_step,
         )
     except KeyboardInterrupt:
-        view.close()
         raise Interrupted("interrupted — run `otactl up` again to continue") from None
     finally:
         view.close()
@@ -263,7 +262,6 @@ def down_cmd(
     try:
         gone = deploy.down(cluster, values, purge=purge, timeout=timeout, report=view)
     except KeyboardInterrupt:
-        view.close()
         raise Interrupted("interrupted — run `otactl down` again to continue") from None
     finally:
         view.close()
